@@ -1,0 +1,15 @@
+//! The WaveCRN speech denoiser's engine: model configuration, weights, ONNX export, and the
+//! tract-based inference path with a fused SRU recurrence kernel.
+//!
+//! Nothing here depends on a plugin framework: the CLI, the plugin, the benches and `xtask`
+//! all build on this crate.
+
+pub mod config;
+pub mod error;
+pub mod io;
+pub mod onnx_export;
+pub mod weights;
+
+pub use config::{MaskKind, ModelConfig};
+pub use error::{Error, Result};
+pub use weights::{Tensor, TensorFile, Weights};

@@ -1,0 +1,24 @@
+//! Project tasks: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
+
+mod export;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "wavecrn project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the ONNX graph for a set of weights (training checkpoint or reference file).
+    Export(export::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Export(args) => export::run(args),
+    }
+}
