@@ -7,9 +7,12 @@
 pub mod config;
 pub mod error;
 pub mod io;
+pub mod model;
 pub mod onnx_export;
+pub mod sru;
 pub mod weights;
 
 pub use config::{MaskKind, ModelConfig};
 pub use error::{Error, Result};
+pub use model::{LoadOptions, Model, RecurrencePath};
 pub use weights::{Tensor, TensorFile, Weights};

@@ -1,0 +1,396 @@
+//! Fused SRU recurrence kernels: a scalar reference and SIMD versions picked at run time.
+//!
+//! Units are independent of each other, so each kernel walks a block of units through all
+//! time steps with the cell state held in registers, and interleaves several blocks so the
+//! sigmoid's latency chain of one block overlaps the others'.
+
+/// Which implementation runs the recurrence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust, one unit at a time: the reference every other kernel is tested against.
+    Scalar,
+    /// 8 lanes with AVX2 and FMA.
+    Avx2,
+    /// 16 lanes with AVX-512F.
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU supports.
+    pub fn best() -> Self {
+        Self::available().into_iter().last().unwrap_or(Kernel::Scalar)
+    }
+
+    /// Every kernel this CPU can run, slowest first.
+    pub fn available() -> Vec<Self> {
+        [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512].into_iter().filter(|k| k.is_supported()).collect()
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// One direction of one SRU layer over a whole sequence.
+///
+/// The sequences are time-major, `(steps, batch, hidden)`, contiguous; the weights are
+/// `(hidden)`. With `reverse` the recurrence runs from the last step to the first, and `h[t]`
+/// still belongs to step `t`.
+#[derive(Clone, Copy, Debug)]
+pub struct Recurrence<'a> {
+    pub steps: usize,
+    pub batch: usize,
+    pub hidden: usize,
+    pub reverse: bool,
+    /// Candidate cell value.
+    pub u0: &'a [f32],
+    /// Forget-gate input.
+    pub u1: &'a [f32],
+    /// Reset-gate input.
+    pub u2: &'a [f32],
+    /// Highway (skip) input.
+    pub skip: &'a [f32],
+    pub v_f: &'a [f32],
+    pub v_r: &'a [f32],
+    pub b_f: &'a [f32],
+    pub b_r: &'a [f32],
+}
+
+impl Recurrence<'_> {
+    /// Runs the recurrence. `c` is `(batch, hidden)`: the initial state on entry, the state
+    /// after the last processed step on return. `h` receives `(steps, batch, hidden)`.
+    ///
+    /// Panics if a slice's length does not match the shape, or if the kernel is not
+    /// supported by this CPU.
+    pub fn run(&self, kernel: Kernel, c: &mut [f32], h: &mut [f32]) {
+        let seq = self.steps * self.batch * self.hidden;
+        for (name, len) in [("u0", self.u0.len()), ("u1", self.u1.len()), ("u2", self.u2.len()), ("skip", self.skip.len()), ("h", h.len())] {
+            assert_eq!(len, seq, "{name} must hold steps * batch * hidden values");
+        }
+        for (name, len) in [("v_f", self.v_f.len()), ("v_r", self.v_r.len()), ("b_f", self.b_f.len()), ("b_r", self.b_r.len())] {
+            assert_eq!(len, self.hidden, "{name} must hold hidden values");
+        }
+        assert_eq!(c.len(), self.batch * self.hidden, "c must hold batch * hidden values");
+        assert!(kernel.is_supported(), "{kernel:?} is not supported by this CPU");
+        for b in 0..self.batch {
+            let c = &mut c[b * self.hidden..(b + 1) * self.hidden];
+            match kernel {
+                Kernel::Scalar => scalar(self, b, 0, self.hidden, c, h),
+                // SAFETY: support was checked above; slice lengths were checked above.
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2 => unsafe { x86::avx2(self, b, c, h) },
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512 => unsafe { x86::avx512(self, b, c, h) },
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    /// Index of step `i` of the walk (which runs backwards in time when reversed).
+    #[inline(always)]
+    fn step(&self, i: usize) -> usize {
+        if self.reverse { self.steps - 1 - i } else { i }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Units `from..to` of batch item `b`, one at a time. `c` holds this batch item's state.
+fn scalar(r: &Recurrence, b: usize, from: usize, to: usize, c: &mut [f32], h: &mut [f32]) {
+    let row = r.batch * r.hidden;
+    for j in from..to {
+        let mut cj = c[j];
+        for i in 0..r.steps {
+            let at = r.step(i) * row + b * r.hidden + j;
+            let f = sigmoid(r.u1[at] + r.b_f[j] + r.v_f[j] * cj);
+            let g = sigmoid(r.u2[at] + r.b_r[j] + r.v_r[j] * cj);
+            cj = r.u0[at] + (cj - r.u0[at]) * f;
+            h[at] = r.skip[at] + (cj - r.skip[at]) * g;
+        }
+        c[j] = cj;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{scalar, Recurrence};
+    use std::arch::x86_64::*;
+
+    /// The vector operations the generic kernel needs.
+    trait Lanes: Copy {
+        const N: usize;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn store(self, p: *mut f32);
+        unsafe fn splat(v: f32) -> Self;
+        unsafe fn add(self, o: Self) -> Self;
+        unsafe fn sub(self, o: Self) -> Self;
+        unsafe fn mul(self, o: Self) -> Self;
+        /// self * a + b
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+        unsafe fn div(self, o: Self) -> Self;
+        unsafe fn max(self, o: Self) -> Self;
+        unsafe fn min(self, o: Self) -> Self;
+        unsafe fn round(self) -> Self;
+        /// 2^n for integral n in the normal exponent range.
+        unsafe fn pow2i(self) -> Self;
+    }
+
+    /// exp(x) to about 2 ulp (Cephes' polynomial after a two-part ln 2 range reduction).
+    #[inline(always)]
+    unsafe fn exp<V: Lanes>(x: V) -> V {
+        let x = x.min(V::splat(88.0)).max(V::splat(-87.0));
+        let n = x.mul(V::splat(std::f32::consts::LOG2_E)).round();
+        let r = n.mul_add(V::splat(-0.693_359_4), x);
+        let r = n.mul_add(V::splat(2.121_944_4e-4), r);
+        let mut p = V::splat(1.987_569_1e-4);
+        p = p.mul_add(r, V::splat(1.398_199_9e-3));
+        p = p.mul_add(r, V::splat(8.333_452e-3));
+        p = p.mul_add(r, V::splat(4.166_579_6e-2));
+        p = p.mul_add(r, V::splat(1.666_666_5e-1));
+        p = p.mul_add(r, V::splat(0.5));
+        let r2 = r.mul(r);
+        let e = p.mul_add(r2, r.add(V::splat(1.0)));
+        e.mul(n.pow2i())
+    }
+
+    #[inline(always)]
+    unsafe fn sigmoid<V: Lanes>(x: V) -> V {
+        let one = V::splat(1.0);
+        one.div(one.add(exp(V::splat(0.0).sub(x))))
+    }
+
+    /// Blocks of this many vectors run interleaved.
+    const GROUP: usize = 4;
+
+    /// Batch item `b`, all units: groups of GROUP vectors, then single vectors, then scalars.
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(r: &Recurrence, b: usize, c: &mut [f32], h: &mut [f32]) {
+        let mut j = 0;
+        while j + GROUP * V::N <= r.hidden {
+            block::<V, GROUP>(r, b, j, c, h);
+            j += GROUP * V::N;
+        }
+        while j + V::N <= r.hidden {
+            block::<V, 1>(r, b, j, c, h);
+            j += V::N;
+        }
+        scalar(r, b, j, r.hidden, c, h);
+    }
+
+    /// Units `j0 .. j0 + G * N` of batch item `b` through every step.
+    #[inline(always)]
+    unsafe fn block<V: Lanes, const G: usize>(r: &Recurrence, b: usize, j0: usize, c: &mut [f32], h: &mut [f32]) {
+        let row = r.batch * r.hidden;
+        let base = b * r.hidden + j0;
+        let lane = |g: usize| g * V::N;
+        let mut cs = [V::splat(0.0); G];
+        let (mut vf, mut vr, mut bf, mut br) = ([V::splat(0.0); G], [V::splat(0.0); G], [V::splat(0.0); G], [V::splat(0.0); G]);
+        for g in 0..G {
+            cs[g] = V::load(c.as_ptr().add(j0 + lane(g)));
+            vf[g] = V::load(r.v_f.as_ptr().add(j0 + lane(g)));
+            vr[g] = V::load(r.v_r.as_ptr().add(j0 + lane(g)));
+            bf[g] = V::load(r.b_f.as_ptr().add(j0 + lane(g)));
+            br[g] = V::load(r.b_r.as_ptr().add(j0 + lane(g)));
+        }
+        let (u0, u1, u2, s, out) = (r.u0.as_ptr(), r.u1.as_ptr(), r.u2.as_ptr(), r.skip.as_ptr(), h.as_mut_ptr());
+        for i in 0..r.steps {
+            let at = r.step(i) * row + base;
+            for g in 0..G {
+                let o = at + lane(g);
+                let x0 = V::load(u0.add(o));
+                let f = sigmoid(vf[g].mul_add(cs[g], V::load(u1.add(o)).add(bf[g])));
+                let rr = sigmoid(vr[g].mul_add(cs[g], V::load(u2.add(o)).add(br[g])));
+                cs[g] = cs[g].sub(x0).mul_add(f, x0);
+                let sk = V::load(s.add(o));
+                cs[g].sub(sk).mul_add(rr, sk).store(out.add(o));
+            }
+        }
+        for g in 0..G {
+            cs[g].store(c.as_mut_ptr().add(j0 + lane(g)));
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2(r: &Recurrence, b: usize, c: &mut [f32], h: &mut [f32]) {
+        run::<Avx2>(r, b, c, h)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512(r: &Recurrence, b: usize, c: &mut [f32], h: &mut [f32]) {
+        run::<Avx512>(r, b, c, h)
+    }
+
+    #[derive(Clone, Copy)]
+    struct Avx2(__m256);
+
+    impl Lanes for Avx2 {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self { Self(_mm256_loadu_ps(p)) }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) { _mm256_storeu_ps(p, self.0) }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self { Self(_mm256_set1_ps(v)) }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self { Self(_mm256_add_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn sub(self, o: Self) -> Self { Self(_mm256_sub_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn mul(self, o: Self) -> Self { Self(_mm256_mul_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self { Self(_mm256_fmadd_ps(self.0, a.0, b.0)) }
+        #[inline(always)]
+        unsafe fn div(self, o: Self) -> Self { Self(_mm256_div_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn max(self, o: Self) -> Self { Self(_mm256_max_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn min(self, o: Self) -> Self { Self(_mm256_min_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn round(self) -> Self { Self(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)) }
+        #[inline(always)]
+        unsafe fn pow2i(self) -> Self {
+            let n = _mm256_cvtps_epi32(self.0);
+            Self(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127)))))
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Avx512(__m512);
+
+    impl Lanes for Avx512 {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self { Self(_mm512_loadu_ps(p)) }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) { _mm512_storeu_ps(p, self.0) }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self { Self(_mm512_set1_ps(v)) }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self { Self(_mm512_add_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn sub(self, o: Self) -> Self { Self(_mm512_sub_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn mul(self, o: Self) -> Self { Self(_mm512_mul_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self { Self(_mm512_fmadd_ps(self.0, a.0, b.0)) }
+        #[inline(always)]
+        unsafe fn div(self, o: Self) -> Self { Self(_mm512_div_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn max(self, o: Self) -> Self { Self(_mm512_max_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn min(self, o: Self) -> Self { Self(_mm512_min_ps(self.0, o.0)) }
+        #[inline(always)]
+        unsafe fn round(self) -> Self { Self(_mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)) }
+        #[inline(always)]
+        unsafe fn pow2i(self) -> Self {
+            let n = _mm512_cvtps_epi32(self.0);
+            Self(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127)))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    struct Case {
+        steps: usize,
+        batch: usize,
+        hidden: usize,
+        data: [Vec<f32>; 8],
+    }
+
+    fn case(steps: usize, batch: usize, hidden: usize, seed: u64) -> Case {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let seq = steps * batch * hidden;
+        let mut v = |n: usize, scale: f32| (0..n).map(|_| rng.random_range(-scale..scale)).collect::<Vec<_>>();
+        Case {
+            steps,
+            batch,
+            hidden,
+            data: [v(seq, 2.0), v(seq, 3.0), v(seq, 3.0), v(seq, 1.0), v(hidden, 1.0), v(hidden, 1.0), v(hidden, 0.5), v(hidden, 0.5)],
+        }
+    }
+
+    fn run(case: &Case, kernel: Kernel, reverse: bool) -> (Vec<f32>, Vec<f32>) {
+        let [u0, u1, u2, skip, v_f, v_r, b_f, b_r] = &case.data;
+        let r = Recurrence { steps: case.steps, batch: case.batch, hidden: case.hidden, reverse, u0, u1, u2, skip, v_f, v_r, b_f, b_r };
+        let mut c: Vec<f32> = (0..case.batch * case.hidden).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        let mut h = vec![f32::NAN; case.steps * case.batch * case.hidden];
+        r.run(kernel, &mut c, &mut h);
+        (c, h)
+    }
+
+    /// One step by hand, straight from the SRU equations.
+    #[test]
+    fn scalar_kernel_follows_the_sru_equations() {
+        let case = case(1, 1, 1, 1);
+        let [u0, u1, u2, s, vf, vr, bf, br] = case.data.clone().map(|v| v[0]);
+        let c0 = -0.3f32;
+        let f = 1.0 / (1.0 + (-(u1 + bf + vf * c0)).exp());
+        let r = 1.0 / (1.0 + (-(u2 + br + vr * c0)).exp());
+        let c1 = u0 + (c0 - u0) * f;
+        let h1 = s + (c1 - s) * r;
+        let (c, h) = run(&case, Kernel::Scalar, false);
+        assert!((c[0] - c1).abs() < 1e-7 && (h[0] - h1).abs() < 1e-7);
+    }
+
+    #[test]
+    fn reverse_runs_backwards_in_time() {
+        // Reversing the sequence and running forwards equals running reversed.
+        let case = case(9, 2, 5, 2);
+        let flip = |v: &Vec<f32>| v.chunks(case.batch * case.hidden).rev().flatten().copied().collect::<Vec<_>>();
+        let mut flipped = Case { data: case.data.clone(), ..case };
+        for i in 0..4 {
+            flipped.data[i] = flip(&case.data[i]);
+        }
+        let (c_rev, h_rev) = run(&case, Kernel::Scalar, true);
+        let (c_fwd, h_fwd) = run(&flipped, Kernel::Scalar, false);
+        assert_eq!(c_rev, c_fwd);
+        assert_eq!(h_rev, flip(&h_fwd));
+    }
+
+    #[test]
+    fn every_kernel_equals_the_scalar_one() {
+        let kernels = Kernel::available();
+        eprintln!("kernels on this CPU: {kernels:?}");
+        // Sizes around the vector widths and group sizes, odd ones included.
+        for (seed, &(steps, batch, hidden)) in [(1, 1, 1), (7, 1, 3), (13, 2, 8), (5, 3, 17), (21, 2, 31), (8, 1, 64), (17, 2, 100), (6, 2, 257), (40, 1, 512)].iter().enumerate() {
+            let case = case(steps, batch, hidden, seed as u64 + 10);
+            for reverse in [false, true] {
+                let (c_ref, h_ref) = run(&case, Kernel::Scalar, reverse);
+                for &k in &kernels {
+                    let (c, h) = run(&case, k, reverse);
+                    for (a, b) in c.iter().zip(&c_ref).chain(h.iter().zip(&h_ref)) {
+                        assert!((a - b).abs() <= 2e-6 * (1.0 + b.abs()), "{k:?} {steps}x{batch}x{hidden} reverse={reverse}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_stay_finite() {
+        let mut case = case(4, 1, 40, 3);
+        for (i, v) in case.data[1].iter_mut().enumerate() {
+            *v = if i % 2 == 0 { 1e4 } else { -1e4 };
+        }
+        for k in Kernel::available() {
+            let (c, h) = run(&case, k, false);
+            assert!(c.iter().chain(&h).all(|v| v.is_finite()), "{k:?}");
+        }
+    }
+}
