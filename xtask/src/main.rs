@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
+mod bench;
 mod export;
 
 use clap::{Parser, Subcommand};
@@ -15,10 +16,13 @@ struct Cli {
 enum Command {
     /// Write the ONNX graph for a set of weights (training checkpoint or reference file).
     Export(export::Args),
+    /// Print speed figures: real-time factor of the engine and of the recurrence kernels.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Export(args) => export::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

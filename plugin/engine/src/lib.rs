@@ -9,6 +9,7 @@ pub mod error;
 pub mod io;
 pub mod model;
 pub mod onnx_export;
+pub mod resample;
 pub mod sru;
 pub mod weights;
 

@@ -1,0 +1,286 @@
+//! Streaming sample-rate conversion for files: any rate in, any rate out, in pieces of any
+//! size, with the converter's delay removed so output sample `n` lines up with input time
+//! `n / ratio`, and exactly `round(len * ratio)` samples in total.
+
+use rubato::audioadapter_buffers::direct::SequentialSliceOfVecs;
+use rubato::{
+    Async, Fft, FixedAsync, FixedSync, Indexing, Resampler, SincInterpolationParameters, SincInterpolationType,
+    WindowFunction,
+};
+
+use crate::error::{Error, Result};
+
+/// Input frames per converter call (about; the FFT converter rounds it to suit the ratio).
+const CHUNK: usize = 1024;
+
+/// A planar multichannel sample-rate converter fed in pieces.
+pub struct StreamResampler {
+    /// `None` when the rates are equal: samples pass through untouched.
+    inner: Option<Box<dyn Resampler<f32>>>,
+    channels: usize,
+    ratio: f64,
+    /// Input frames per converter call.
+    chunk: usize,
+    pending: Vec<Vec<f32>>,
+    scratch: Vec<Vec<f32>>,
+    /// Leading output frames still to drop (the converter's delay).
+    skip: usize,
+    /// Fractional delay in front of the FFT converter when it downsamples (see [`FractionalDelay`]).
+    half_sample: Option<Vec<FractionalDelay>>,
+    delayed: Vec<Vec<f32>>,
+    frames_in: u64,
+    frames_out: u64,
+}
+
+impl StreamResampler {
+    /// A converter from `from` Hz to `to` Hz for `channels` channels.
+    ///
+    /// Integer rates (every file) use rubato's FFT converter, whose delay is a whole number of
+    /// output samples, so the output is aligned exactly. Fractional rates use a 256-tap
+    /// windowed-sinc converter, aligned to within one output sample.
+    pub fn new(from: f64, to: f64, channels: usize) -> Result<Self> {
+        if !(from.is_finite() && to.is_finite() && from > 0.0 && to > 0.0) {
+            return Err(Error::Input(format!("cannot resample from {from} Hz to {to} Hz")));
+        }
+        if channels == 0 {
+            return Err(Error::Input("no channels to resample".into()));
+        }
+        let ratio = to / from;
+        let cannot = |e: rubato::ResamplerConstructionError| {
+            Error::Input(format!("cannot resample from {from} Hz to {to} Hz: {e}"))
+        };
+        let inner: Option<Box<dyn Resampler<f32>>> = if from == to {
+            None
+        } else if from.fract() == 0.0 && to.fract() == 0.0 {
+            let r = Fft::<f32>::new(from as usize, to as usize, CHUNK, channels, FixedSync::Input).map_err(cannot)?;
+            Some(Box::new(r))
+        } else {
+            let window = WindowFunction::BlackmanHarris2;
+            let params = SincInterpolationParameters {
+                sinc_len: 256,
+                f_cutoff: Some(rubato::calculate_cutoff(256, window)),
+                oversampling_factor: 256,
+                interpolation: SincInterpolationType::Cubic,
+                window,
+            };
+            let r = Async::<f32>::new_sinc(ratio, 1.0, &params, CHUNK, channels, FixedAsync::Input).map_err(cannot)?;
+            Some(Box::new(r))
+        };
+        let (skip, out_max) = inner.as_ref().map_or((0, 0), |r| (r.output_delay(), r.output_frames_max()));
+        let chunk = inner.as_ref().map_or(CHUNK, |r| r.input_frames_max());
+        let fft_downsampling = to < from && from.fract() == 0.0 && to.fract() == 0.0;
+        // The converter's output is half an input sample early: delay the input by a whole
+        // number of output samples plus that half sample, and drop the whole samples.
+        let extra_out = if fft_downsampling { (FractionalDelay::APPROX_TAPS as f64 / 2.0 * ratio).ceil() as usize } else { 0 };
+        let half_sample = fft_downsampling
+            .then(|| (0..channels).map(|_| FractionalDelay::new(extra_out as f64 / ratio + 0.5)).collect::<Vec<_>>());
+        let skip = skip + extra_out;
+        Ok(Self {
+            inner,
+            channels,
+            ratio,
+            chunk,
+            pending: vec![Vec::with_capacity(chunk); channels],
+            scratch: vec![vec![0.0; out_max]; channels],
+            skip,
+            half_sample,
+            delayed: vec![vec![]; channels],
+            frames_in: 0,
+            frames_out: 0,
+        })
+    }
+
+    /// Output rate / input rate.
+    pub fn ratio(&self) -> f64 {
+        self.ratio
+    }
+
+    /// Converts `input` (one slice per channel, equal lengths) and appends what is ready to
+    /// `output` (one vector per channel).
+    pub fn process(&mut self, input: &[&[f32]], output: &mut [Vec<f32>]) -> Result<()> {
+        let frames = self.check(input, output)?;
+        self.frames_in += frames as u64;
+        if self.inner.is_none() {
+            for (o, i) in output.iter_mut().zip(input) {
+                o.extend_from_slice(i);
+            }
+            self.frames_out += frames as u64;
+            return Ok(());
+        }
+        let mut delayed = std::mem::take(&mut self.delayed);
+        let input: Vec<&[f32]> = match &mut self.half_sample {
+            Some(filters) => {
+                for ((f, d), i) in filters.iter_mut().zip(&mut delayed).zip(input) {
+                    d.clear();
+                    d.extend(i.iter().map(|&x| f.push(x)));
+                }
+                delayed.iter().map(Vec::as_slice).collect()
+            }
+            None => input.to_vec(),
+        };
+        let result = self.feed(&input, frames, output);
+        self.delayed = delayed;
+        result
+    }
+
+    fn feed(&mut self, input: &[&[f32]], frames: usize, output: &mut [Vec<f32>]) -> Result<()> {
+        let mut at = 0;
+        while at < frames {
+            let take = (self.chunk - self.pending[0].len()).min(frames - at);
+            for (p, i) in self.pending.iter_mut().zip(input) {
+                p.extend_from_slice(&i[at..at + take]);
+            }
+            at += take;
+            if self.pending[0].len() == self.chunk {
+                self.convert(self.chunk, output)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Converts what is left and appends it to `output`, so the total output is
+    /// `round(frames in * ratio)` frames.
+    pub fn finish(&mut self, output: &mut [Vec<f32>]) -> Result<()> {
+        let total = (self.frames_in as f64 * self.ratio).round() as u64;
+        if self.inner.is_some() {
+            // Feed the rest, then silence, until the delayed output has caught up.
+            while self.frames_out < total {
+                let partial = self.pending[0].len();
+                for p in &mut self.pending {
+                    p.resize(self.chunk, 0.0);
+                }
+                self.convert(partial, output)?;
+            }
+        }
+        let excess = (self.frames_out - total) as usize;
+        for o in output.iter_mut() {
+            o.truncate(o.len() - excess);
+        }
+        self.frames_out = total;
+        Ok(())
+    }
+
+    fn check(&self, input: &[&[f32]], output: &[Vec<f32>]) -> Result<usize> {
+        if input.len() != self.channels || output.len() != self.channels {
+            return Err(Error::Input(format!("expected {} channels", self.channels)));
+        }
+        let frames = input[0].len();
+        if input.iter().any(|c| c.len() != frames) {
+            return Err(Error::Input("channels differ in length".into()));
+        }
+        Ok(frames)
+    }
+
+    /// Runs one chunk of `pending` (of which `valid` frames are real input) through the
+    /// converter.
+    fn convert(&mut self, valid: usize, output: &mut [Vec<f32>]) -> Result<()> {
+        let r = self.inner.as_mut().expect("only called when converting");
+        let out_max = self.scratch[0].len();
+        let input = SequentialSliceOfVecs::new(&self.pending, self.channels, self.chunk).map_err(resample_error)?;
+        let mut out = SequentialSliceOfVecs::new_mut(&mut self.scratch, self.channels, out_max).map_err(resample_error)?;
+        let indexing = Indexing::new().partial_len(valid);
+        let (_, produced) = r.process_into_buffer(&input, &mut out, Some(&indexing)).map_err(resample_error)?;
+        let skip = self.skip.min(produced);
+        self.skip -= skip;
+        for (o, s) in output.iter_mut().zip(&self.scratch) {
+            o.extend_from_slice(&s[skip..produced]);
+        }
+        self.frames_out += (produced - skip) as u64;
+        for p in &mut self.pending {
+            p.clear();
+        }
+        Ok(())
+    }
+}
+
+/// A fractional delay as a windowed-sinc FIR.
+///
+/// rubato's FFT converter, when it downsamples, puts its output half an input sample early;
+/// this filter in front of it, delaying by that half sample plus a whole number of output
+/// samples (trimmed off afterwards), cancels that.
+struct FractionalDelay {
+    taps: Vec<f32>,
+    history: Vec<f32>,
+    at: usize,
+}
+
+impl FractionalDelay {
+    /// About how many taps the filter has.
+    const APPROX_TAPS: usize = 64;
+
+    fn new(delay: f64) -> Self {
+        let n = 2 * delay.floor() as usize + 2;
+        let taps: Vec<f64> = (0..n)
+            .map(|k| {
+                let x = k as f64 - delay;
+                let sinc = if x == 0.0 { 1.0 } else { (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x) };
+                // Blackman window centred on the delay.
+                let w = std::f64::consts::PI * (x / (n as f64 / 2.0) + 1.0);
+                sinc * (0.42 - 0.5 * w.cos() + 0.08 * (2.0 * w).cos())
+            })
+            .collect();
+        let sum: f64 = taps.iter().sum();
+        Self { taps: taps.iter().map(|t| (t / sum) as f32).collect(), history: vec![0.0; n], at: 0 }
+    }
+
+    fn push(&mut self, x: f32) -> f32 {
+        let n = self.taps.len();
+        self.history[self.at] = x;
+        let newest = self.at;
+        self.at = (self.at + 1) % n;
+        // taps[k] weighs the sample k steps in the past.
+        (0..n).map(|k| self.taps[k] * self.history[(newest + n - k) % n]).sum()
+    }
+}
+
+fn resample_error(e: impl std::fmt::Display) -> Error {
+    Error::Inference(format!("resampler: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(freq: f64, rate: f64, n: usize) -> Vec<f32> {
+        (0..n).map(|i| (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin() as f32 * 0.5).collect()
+    }
+
+    fn run(from: f64, to: f64, input: &[f32], piece: usize) -> Vec<f32> {
+        let mut r = StreamResampler::new(from, to, 1).unwrap();
+        let mut out = vec![vec![]];
+        for p in input.chunks(piece) {
+            r.process(&[p], &mut out).unwrap();
+        }
+        r.finish(&mut out).unwrap();
+        out.pop().unwrap()
+    }
+
+    #[test]
+    fn output_length_and_alignment_are_exact() {
+        for (from, to) in [(44_100.0, 16_000.0), (16_000.0, 48_000.0), (22_050.0, 16_000.0), (8_000.0, 16_000.0), (16_000.0, 16_000.0), (16_000.0, 44_100.5)] {
+            let n = 30_001;
+            let x = sine(440.0, from, n);
+            let y = run(from, to, &x, 777);
+            assert_eq!(y.len(), (n as f64 * to / from).round() as usize, "{from} -> {to}");
+            // A 440 Hz sine stays a 440 Hz sine with the same phase (away from the ends).
+            let want = sine(440.0, to, y.len());
+            let m = y.len() / 10;
+            let err = y[m..y.len() - m].iter().zip(&want[m..]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            // Fractional rates are aligned to within one sample.
+            let tolerance = if to.fract() == 0.0 { 1e-3 } else { 0.1 };
+            assert!(err < tolerance, "{from} -> {to}: max error {err}");
+        }
+    }
+
+    #[test]
+    fn piece_size_does_not_change_the_result() {
+        let x = sine(1000.0, 44_100.0, 20_000);
+        assert_eq!(run(44_100.0, 16_000.0, &x, 1), run(44_100.0, 16_000.0, &x, 20_000));
+    }
+
+    #[test]
+    fn rejects_nonsense_rates() {
+        assert!(StreamResampler::new(0.0, 16_000.0, 1).is_err());
+        assert!(StreamResampler::new(f64::NAN, 16_000.0, 1).is_err());
+    }
+}

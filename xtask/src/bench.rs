@@ -1,0 +1,133 @@
+//! `cargo xtask bench`: speed figures for the inference engine, printed, never asserted.
+//!
+//! Real-time factor (processing time / audio time) of the paper configuration on 10 s of audio,
+//! one thread, for the fused engine and for tract's plain Scan, and the recurrence kernel alone
+//! per variant. Weights are the reference file's when present (speed does not depend on them),
+//! else random ones of the paper's shapes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::sru::{Kernel, Recurrence};
+use wavecrn_engine::{LoadOptions, Model, ModelConfig, RecurrencePath, Tensor, Weights};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds of audio per run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Timed runs per figure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Also time tract's plain Scan path (slow: one small graph per time step).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scan: bool,
+}
+
+/// Deterministic pseudo-random numbers in [-scale, scale).
+fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn paper_weights() -> anyhow::Result<Weights> {
+    let reference = PathBuf::from("../shared/reference/paper_bidir.safetensors");
+    if reference.exists() {
+        return Ok(Weights::read(reference)?);
+    }
+    let config = ModelConfig::default();
+    let tensors: BTreeMap<String, Tensor> = config
+        .parameter_shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let n = shape.iter().product();
+            let fan_in = shape.first().copied().unwrap_or(1).max(1) as f32;
+            (name, Tensor::new(shape, noise(n, i as u64, 1.0 / fan_in.sqrt())))
+        })
+        .collect();
+    Ok(Weights::new(config, tensors)?)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    median((0..runs).map(|_| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    }).collect())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let weights = paper_weights()?;
+    let cfg = weights.config.clone();
+    let onnx = to_onnx_bytes(&weights, &ModelInfo::default());
+    let samples = (args.seconds * cfg.sample_rate as f64) as usize / cfg.stride * cfg.stride;
+    let audio_s = samples as f64 / cfg.sample_rate as f64;
+    let input = noise(samples, 7, 0.3);
+    println!("paper configuration ({} parameters), {audio_s:.1} s of audio, 1 thread, median of {} runs", cfg.parameter_count(), args.runs);
+
+    let mut paths: Vec<RecurrencePath> = Kernel::available().into_iter().map(RecurrencePath::Fused).collect();
+    if args.scan {
+        paths.push(RecurrencePath::Scan);
+    }
+    for recurrence in paths {
+        let model = Model::from_bytes(&onnx, &LoadOptions { recurrence, taps: vec![] })?;
+        let runs = if recurrence == RecurrencePath::Scan { args.runs.min(2) } else { args.runs };
+        let t = time(runs, || {
+            model.run_raw(&input, 1).expect("inference runs");
+        });
+        println!("engine {:<16} real-time factor {:.4}  ({:.1} ms)", format!("{recurrence:?}"), t / audio_s, t * 1e3);
+    }
+
+    // The recurrence alone: one paper layer (both directions) over the same number of frames.
+    let steps = cfg.frames(samples);
+    let hidden = cfg.hidden();
+    let seq: Vec<Vec<f32>> = (0..4).map(|i| noise(steps * hidden, 100 + i, 2.0)).collect();
+    let w: Vec<Vec<f32>> = (0..4).map(|i| noise(hidden, 200 + i, 0.5)).collect();
+    for kernel in Kernel::available() {
+        let mut c = vec![0.0; hidden];
+        let mut h = vec![0.0; steps * hidden];
+        let t = time(args.runs * 4, || {
+            for reverse in [false, true] {
+                let r = Recurrence {
+                    steps,
+                    batch: 1,
+                    hidden,
+                    reverse,
+                    u0: &seq[0],
+                    u1: &seq[1],
+                    u2: &seq[2],
+                    skip: &seq[3],
+                    v_f: &w[0],
+                    v_r: &w[1],
+                    b_f: &w[2],
+                    b_r: &w[3],
+                };
+                r.run(kernel, &mut c, &mut h);
+            }
+        });
+        let unit_steps = (2 * steps * hidden) as f64;
+        println!(
+            "kernel {:<8} one layer: {:.3} ms  ({:.2} ns per unit-step; {} layers = real-time factor {:.5})",
+            format!("{kernel:?}"),
+            t * 1e3,
+            t / unit_steps * 1e9,
+            cfg.layers,
+            t * cfg.layers as f64 / audio_s
+        );
+    }
+    Ok(())
+}
