@@ -1,1 +1,121 @@
-fn main(){}
+//! `wavecrn`: denoise speech recordings from the command line.
+
+mod audio;
+mod pipeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use wavecrn_engine::Model;
+
+#[derive(Parser)]
+#[command(name = "wavecrn", version, about = "WaveCRN speech denoiser")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Denoise WAV or FLAC files (any sample rate, any channel count, any length).
+    Denoise(DenoiseArgs),
+}
+
+#[derive(clap::Args)]
+struct DenoiseArgs {
+    /// Input files.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output file (with one input only).
+    #[arg(short, long, conflicts_with = "out_dir")]
+    output: Option<PathBuf>,
+    /// Folder for the outputs, which keep their input's file names.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// ONNX model written by `cargo xtask export`.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Overwrite outputs that already exist.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Denoise(args) => denoise(args),
+    }
+}
+
+fn denoise(args: DenoiseArgs) -> Result<()> {
+    if args.output.is_some() && args.inputs.len() > 1 {
+        bail!("-o names one output file, but {} inputs were given: use --out-dir", args.inputs.len());
+    }
+    let Some(model_path) = &args.model else {
+        bail!("no model given: pass --model FILE.onnx (write one with `cargo xtask export WEIGHTS.safetensors -o FILE.onnx`)");
+    };
+    let model = Model::load(model_path)?;
+
+    // Work out every output path, and refuse clashes, before touching anything.
+    let mut jobs = vec![];
+    for input in &args.inputs {
+        let output = match (&args.output, &args.out_dir) {
+            (Some(o), _) => o.clone(),
+            (None, Some(dir)) => dir.join(input.file_name().context("input has no file name")?),
+            (None, None) => {
+                let stem = input.file_stem().context("input has no file name")?.to_string_lossy();
+                let ext = input.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+                input.with_file_name(format!("{stem}.denoised{ext}"))
+            }
+        };
+        if same_file(input, &output) {
+            bail!("{} would overwrite its own input", output.display());
+        }
+        if output.exists() && !args.force {
+            bail!("{} exists: pass --force to overwrite it", output.display());
+        }
+        jobs.push((input.clone(), output));
+    }
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut failed = 0;
+    for (input, output) in &jobs {
+        match pipeline::denoise_file(&model, input, output, !args.quiet) {
+            Ok(report) => {
+                if !args.quiet {
+                    eprintln!("{} -> {} ({report})", input.display(), output.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", input.display());
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files failed", jobs.len());
+    }
+    Ok(())
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

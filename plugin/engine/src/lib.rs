@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod io;
 pub mod model;
+pub mod offline;
 pub mod onnx_export;
 pub mod resample;
 pub mod sru;

@@ -1,0 +1,287 @@
+//! `wavecrn denoise` as a user runs it: real speech files in, files of the same format out,
+//! and clear errors that lose nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::{LoadOptions, Model, Weights};
+use wavecrn_tests::{fixture, repo_root, shared};
+
+fn wavecrn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wavecrn"))
+}
+
+/// A scratch folder per test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wavecrn-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The small bidirectional reference model as an ONNX file.
+fn model_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let w = Weights::read(fixture("reference/small_bidir.safetensors")).unwrap();
+        let path = std::env::temp_dir().join(format!("wavecrn-cli-{}-model.onnx", std::process::id()));
+        std::fs::write(&path, to_onnx_bytes(&w, &ModelInfo::default())).unwrap();
+        path
+    })
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = wavecrn().args(args).output().unwrap();
+    eprintln!("wavecrn {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn read_flac(path: &Path) -> (claxon::metadata::StreamInfo, Vec<i32>) {
+    let mut r = claxon::FlacReader::open(path).unwrap();
+    let info = r.streaminfo();
+    let samples = r.samples().map(|s| s.unwrap()).collect();
+    (info, samples)
+}
+
+fn write_wav(path: &Path, spec: hound::WavSpec, frames: &[Vec<f32>]) {
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..frames[0].len() {
+        for ch in frames {
+            match spec.sample_format {
+                hound::SampleFormat::Float => w.write_sample(ch[i]).unwrap(),
+                hound::SampleFormat::Int => {
+                    let full = (1i64 << (spec.bits_per_sample - 1)) as f32;
+                    w.write_sample((ch[i] * full).round().clamp(-full, full - 1.0) as i32).unwrap()
+                }
+            }
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn read_wav(path: &Path) -> (hound::WavSpec, Vec<Vec<f32>>) {
+    let mut r = hound::WavReader::open(path).unwrap();
+    let spec = r.spec();
+    let ch = spec.channels as usize;
+    let mut out = vec![vec![]; ch];
+    match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().enumerate().for_each(|(i, v)| out[i % ch].push(v.unwrap())),
+        hound::SampleFormat::Int => {
+            let full = (1i64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>().enumerate().for_each(|(i, v)| out[i % ch].push(v.unwrap() as f32 / full))
+        }
+    }
+    (spec, out)
+}
+
+/// Deterministic noise.
+fn noise(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            ((s >> 8) as f32 / (1 << 24) as f32 - 0.5) * 0.2
+        })
+        .collect()
+}
+
+fn speech_file() -> Option<PathBuf> {
+    shared("data/speech/valid/librispeech-test-other/1688_1688-142285-0000.flac")
+}
+
+#[test]
+fn flac_speech_at_16k_matches_the_engine_exactly() {
+    let Some(input) = speech_file() else { return };
+    let dir = scratch("flac");
+    let output = dir.join("out.flac");
+    assert!(run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]).status.success());
+
+    let (info_in, x) = read_flac(&input);
+    let (info_out, y) = read_flac(&output);
+    assert_eq!((info_out.sample_rate, info_out.channels, info_out.bits_per_sample), (info_in.sample_rate, info_in.channels, info_in.bits_per_sample));
+    assert_eq!(info_out.samples, Some(x.len() as u64), "header length");
+    assert_eq!(y.len(), x.len());
+
+    // The file fits one window, so the CLI's output is the engine's, quantised to 16 bits.
+    let model = Model::from_bytes(&std::fs::read(model_path()).unwrap(), &LoadOptions::default()).unwrap();
+    let xf: Vec<f32> = x.iter().map(|&v| v as f32 / 32768.0).collect();
+    let want = model.denoise(&xf, 1).unwrap();
+    let worst = y.iter().zip(&want).map(|(&a, &b)| (a as f32 / 32768.0 - b).abs()).fold(0.0, f32::max);
+    assert!(worst <= 1.0 / 32768.0, "differs from the engine by {worst}");
+}
+
+#[test]
+fn wav_formats_rates_and_channels_are_kept() {
+    let dir = scratch("wav");
+    let n = 44_100 * 2 + 123;
+    let left = noise(n, 1);
+    for (bits, format, rate) in [(24, hound::SampleFormat::Int, 44_100), (32, hound::SampleFormat::Float, 48_000), (16, hound::SampleFormat::Int, 8_000), (8, hound::SampleFormat::Int, 22_050)] {
+        let spec = hound::WavSpec { channels: 3, sample_rate: rate, bits_per_sample: bits, sample_format: format };
+        let input = dir.join(format!("in-{bits}-{rate}.wav"));
+        // Channels 0 and 2 are the same signal: channels are denoised independently, so they
+        // must come out the same; channel 1 is silent.
+        write_wav(&input, spec, &[left.clone(), vec![0.0; n], left.clone()]);
+        let out_dir = dir.join("out");
+        assert!(run(&["denoise", s(&input), "--out-dir", s(&out_dir), "--model", s(model_path()), "--quiet"]).status.success());
+        let (got_spec, y) = read_wav(&out_dir.join(input.file_name().unwrap()));
+        assert_eq!(got_spec, spec);
+        assert_eq!(y[0].len(), n, "length at {rate} Hz");
+        assert_eq!(y[0], y[2], "identical channels stay identical");
+        assert_ne!(y[0], y[1]);
+        assert!(y.iter().flatten().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn nan_and_inf_in_float_input_do_not_reach_the_output() {
+    let dir = scratch("nan");
+    let mut x = noise(16_000, 5);
+    x[100] = f32::NAN;
+    x[2000] = f32::INFINITY;
+    x[9000] = f32::NEG_INFINITY;
+    let input = dir.join("in.wav");
+    write_wav(&input, hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float }, &[x]);
+    let output = dir.join("out.wav");
+    assert!(run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]).status.success());
+    let (_, y) = read_wav(&output);
+    assert!(y[0].iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+}
+
+#[test]
+fn a_long_file_runs_in_bounded_memory() {
+    // 40 minutes at 16 kHz: 154 MB of f32 if held whole, several times that through the
+    // pipeline's stages.
+    let dir = scratch("long");
+    let input = dir.join("long.wav");
+    let minutes = 40;
+    let n = minutes * 60 * 16_000;
+    {
+        let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let mut w = hound::WavWriter::create(&input, spec).unwrap();
+        let mut i16w = w.get_i16_writer(n as u32);
+        // Generated as it is written: the test process must stay small, since a spawned
+        // child's peak memory counts what it shared with its parent before exec.
+        let mut seed = 9u32;
+        for i in 0..n {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            let v = ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5) * 0.2 + 0.1 * (i as f32 * 0.01).sin();
+            i16w.write_sample((v * 32767.0) as i16);
+        }
+        i16w.flush().unwrap();
+        w.finalize().unwrap();
+    }
+    let output = dir.join("out.wav");
+    let child = wavecrn()
+        .args(["denoise", s(&input), "-o", s(&output), "--model", s(model_path()), "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait4 reports this child's own peak memory, whatever else the test process runs.
+    // SAFETY: plain libc calls with zeroed out-parameters; the child is not waited on twice.
+    let (status, peak_kib) = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let mut status = 0;
+        libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
+        (status, usage.ru_maxrss)
+    };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert_eq!(hound::WavReader::open(&output).unwrap().duration() as usize, n);
+    eprintln!("peak resident memory: {} MiB for {minutes} min of audio", peak_kib / 1024);
+    assert!(peak_kib < 150 * 1024, "peak memory {} MiB", peak_kib / 1024);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_existing_output_is_refused_without_force() {
+    let dir = scratch("exists");
+    let input = dir.join("in.wav");
+    write_wav(&input, hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }, &[noise(4000, 2)]);
+    let output = dir.join("out.wav");
+    std::fs::write(&output, b"precious").unwrap();
+    let out = run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&output).unwrap(), b"precious");
+    assert!(run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path()), "--force"]).status.success());
+    assert!(hound::WavReader::open(&output).is_ok());
+}
+
+#[test]
+fn unreadable_input_is_a_clear_error_and_writes_nothing() {
+    let dir = scratch("unreadable");
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("garbage.wav", b"this is not audio at all", "unsupported audio format"),
+        ("truncated.flac", b"fLaC\0\0", "FLAC"),
+        ("empty.wav", b"", "cannot read"),
+    ];
+    for (name, bytes, message) in cases {
+        let input = dir.join(name);
+        std::fs::write(&input, bytes).unwrap();
+        let output = dir.join(format!("out-{name}"));
+        let out = run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]);
+        assert!(!out.status.success(), "{name}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{name}");
+        assert!(!output.exists(), "{name}: no output");
+    }
+    let out = run(&["denoise", s(&dir.join("missing.wav")), "--model", s(model_path())]);
+    assert!(!out.status.success());
+    // Nothing half-written is left in the folder.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn a_corrupt_or_foreign_model_is_a_clear_error() {
+    let dir = scratch("model");
+    let input = dir.join("in.wav");
+    write_wav(&input, hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }, &[noise(4000, 2)]);
+    let good = std::fs::read(model_path()).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xfe not a protobuf at all \x01\x02").unwrap();
+    for (model, message) in [(&truncated, "not an ONNX file"), (&garbage, "not an ONNX file"), (&dir.join("missing.onnx"), "cannot read")] {
+        let output = dir.join("out.wav");
+        let out = run(&["denoise", s(&input), "-o", s(&output), "--model", s(model)]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{model:?}: {err}");
+        assert!(!output.exists());
+    }
+    let out = run(&["denoise", s(&input)]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--model"));
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_no_partial_file() {
+    // A file-size limit makes writes fail as a full disk does (SIGXFSZ ignored, so the write
+    // returns an error instead of killing the process).
+    let Some(input) = speech_file() else { return };
+    let dir = scratch("full");
+    let output = dir.join("out.flac");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 64; exec '{}' denoise '{}' -o '{}' --model '{}'",
+        env!("CARGO_BIN_EXE_wavecrn"),
+        s(&input),
+        s(&output),
+        s(model_path())
+    );
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{err}");
+    assert!(!out.status.success());
+    assert!(err.contains("was not written"), "{err}");
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "nothing left behind");
+}
+
+#[test]
+fn readme_names_the_cli() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(readme.contains("wavecrn denoise"));
+}
