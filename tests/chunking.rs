@@ -7,7 +7,11 @@ use wavecrn_tests::fixture;
 
 fn model(case: &str) -> Model {
     let w = Weights::read(fixture(&format!("reference/{case}.safetensors"))).unwrap();
-    Model::from_bytes(&to_onnx_bytes(&w, &ModelInfo::default()), &LoadOptions::default()).unwrap()
+    Model::from_bytes(
+        &to_onnx_bytes(&w, &ModelInfo::default()),
+        &LoadOptions::default(),
+    )
+    .unwrap()
 }
 
 /// A speech-like test signal: a gliding harmonic tone with syllable-rate amplitude and noise.
@@ -19,7 +23,9 @@ fn signal(n: usize, seed: u32) -> Vec<f32> {
             let t = i as f32 / 16_000.0;
             let f0 = 140.0 + 40.0 * (t * 0.7).sin();
             let env = 0.5 + 0.5 * (t * 2.0 * std::f32::consts::PI * 4.0).sin();
-            let voiced: f32 = (1..6).map(|h| (t * f0 * h as f32 * 2.0 * std::f32::consts::PI).sin() / h as f32).sum();
+            let voiced: f32 = (1..6)
+                .map(|h| (t * f0 * h as f32 * 2.0 * std::f32::consts::PI).sin() / h as f32)
+                .sum();
             0.2 * env * voiced + 0.02 * ((s >> 8) as f32 / (1 << 24) as f32 - 0.5)
         })
         .collect()
@@ -27,7 +33,11 @@ fn signal(n: usize, seed: u32) -> Vec<f32> {
 
 fn snr_db(reference: &[f32], test: &[f32]) -> f64 {
     let p: f64 = reference.iter().map(|&x| (x as f64).powi(2)).sum();
-    let e: f64 = reference.iter().zip(test).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let e: f64 = reference
+        .iter()
+        .zip(test)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
     10.0 * (p / e.max(1e-30)).log10()
 }
 
@@ -47,17 +57,26 @@ fn chunked(model: &Model, x: &[Vec<f32>], sizes: Chunking, piece: usize) -> (Vec
 
 #[test]
 fn chunked_output_matches_whole_signal_output() {
-    let sizes = Chunking { chunk: 4800, context: 1920, fade: 480 };
+    let sizes = Chunking {
+        chunk: 4800,
+        context: 1920,
+        fade: 480,
+    };
     for case in ["small_bidir", "small_causal"] {
         let m = model(case);
         for len in [1, 47, 4800, 4800 + 240 + 1920, 23_456, 48_000] {
             let x = vec![signal(len, 1), signal(len, 2)];
-            let whole: Vec<f32> = m.denoise(&[x[0].clone(), x[1].clone()].concat(), 2).unwrap();
+            let whole: Vec<f32> = m
+                .denoise(&[x[0].clone(), x[1].clone()].concat(), 2)
+                .unwrap();
             let (out, _) = chunked(&m, &x, sizes, 1000);
             for ch in 0..2 {
                 assert_eq!(out[ch].len(), len, "{case}: length {len}");
                 let snr = snr_db(&whole[ch * len..(ch + 1) * len], &out[ch]);
-                assert!(snr > 60.0, "{case}: chunked vs whole at length {len}: {snr:.1} dB");
+                assert!(
+                    snr > 60.0,
+                    "{case}: chunked vs whole at length {len}: {snr:.1} dB"
+                );
             }
         }
     }
@@ -65,18 +84,32 @@ fn chunked_output_matches_whole_signal_output() {
 
 #[test]
 fn memory_stays_bounded() {
-    let sizes = Chunking { chunk: 4800, context: 960, fade: 480 };
+    let sizes = Chunking {
+        chunk: 4800,
+        context: 960,
+        fade: 480,
+    };
     let m = model("small_causal");
     let x = vec![signal(200_000, 3)];
     let (out, most) = chunked(&m, &x, sizes, 3000);
     assert_eq!(out[0].len(), 200_000);
-    assert!(most <= sizes.chunk + 2 * sizes.context + sizes.fade + 3000, "buffered {most} samples");
+    assert!(
+        most <= sizes.chunk + 2 * sizes.context + sizes.fade + 3000,
+        "buffered {most} samples"
+    );
 }
 
 #[test]
 fn piece_size_does_not_change_the_output() {
-    let sizes = Chunking { chunk: 4800, context: 960, fade: 480 };
+    let sizes = Chunking {
+        chunk: 4800,
+        context: 960,
+        fade: 480,
+    };
     let m = model("small_bidir");
     let x = vec![signal(30_000, 4)];
-    assert_eq!(chunked(&m, &x, sizes, 1).0, chunked(&m, &x, sizes, 30_000).0);
+    assert_eq!(
+        chunked(&m, &x, sizes, 1).0,
+        chunked(&m, &x, sizes, 30_000).0
+    );
 }

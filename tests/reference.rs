@@ -18,7 +18,9 @@ fn paths() -> Vec<RecurrencePath> {
 
 /// (B, C, T) reference layout from the engine's time-major (T, B, C) SRU outputs.
 fn time_major_to_channels_major(shape: &[usize], data: &[f32]) -> Vec<f32> {
-    let [t, b, c] = shape[..] else { panic!("expected a 3-D tensor, got {shape:?}") };
+    let [t, b, c] = shape[..] else {
+        panic!("expected a 3-D tensor, got {shape:?}")
+    };
     let mut out = vec![0.0; data.len()];
     for ti in 0..t {
         for bi in 0..b {
@@ -38,17 +40,32 @@ fn check_case(path: &Path) {
     let input = file.get("input").unwrap();
     let batch = input.shape[0];
 
-    let mut taps: Vec<String> = ["act.conv", "act.mask", "act.masked", "act.deconv"].map(String::from).to_vec();
+    let mut taps: Vec<String> = ["act.conv", "act.mask", "act.masked", "act.deconv"]
+        .map(String::from)
+        .to_vec();
     taps.extend((0..layers).map(|i| format!("sru.{i}.output")));
     for recurrence in paths() {
-        let model = Model::from_bytes(&onnx, &LoadOptions { recurrence, taps: taps.clone() }).unwrap();
+        let model = Model::from_bytes(
+            &onnx,
+            &LoadOptions {
+                recurrence,
+                taps: taps.clone(),
+            },
+        )
+        .unwrap();
         let outputs = model.run_raw(&input.data, batch).unwrap();
         let mut worst = 0f32;
-        for ((shape, got), name) in outputs.iter().zip(std::iter::once(&"output".to_string()).chain(&taps)) {
+        for ((shape, got), name) in outputs
+            .iter()
+            .zip(std::iter::once(&"output".to_string()).chain(&taps))
+        {
             let (reference, got) = match name.strip_prefix("sru.") {
                 Some(rest) => {
                     let layer = rest.split('.').next().unwrap();
-                    (file.get(&format!("act.sru.{layer}")).unwrap(), time_major_to_channels_major(shape, got))
+                    (
+                        file.get(&format!("act.sru.{layer}")).unwrap(),
+                        time_major_to_channels_major(shape, got),
+                    )
                 }
                 None => {
                     let r = file.get(name).unwrap();
@@ -57,11 +74,23 @@ fn check_case(path: &Path) {
                 }
             };
             assert_eq!(got.len(), reference.data.len(), "{name} size");
-            let err = got.iter().zip(&reference.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-            assert!(err <= TOLERANCE, "{}: {name} differs by {err} with {recurrence:?}", path.display());
+            let err = got
+                .iter()
+                .zip(&reference.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                err <= TOLERANCE,
+                "{}: {name} differs by {err} with {recurrence:?}",
+                path.display()
+            );
             worst = worst.max(err);
         }
-        eprintln!("{}: {recurrence:?}: output and {} intermediates within {worst:.2e}", path.display(), taps.len());
+        eprintln!(
+            "{}: {recurrence:?}: output and {} intermediates within {worst:.2e}",
+            path.display(),
+            taps.len()
+        );
     }
 }
 

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// A file under `tests/fixtures/`.
@@ -22,7 +25,10 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("SKIPPED: {} is absent (set WAVECRN_SHARED to the shared folder)", path.display());
+        eprintln!(
+            "SKIPPED: {} is absent (set WAVECRN_SHARED to the shared folder)",
+            path.display()
+        );
         None
     }
 }

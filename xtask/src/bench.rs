@@ -28,10 +28,14 @@ pub struct Args {
 
 /// Deterministic pseudo-random numbers in [-scale, scale).
 fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -50,7 +54,10 @@ fn paper_weights() -> anyhow::Result<Weights> {
         .map(|(i, (name, shape))| {
             let n = shape.iter().product();
             let fan_in = shape.first().copied().unwrap_or(1).max(1) as f32;
-            (name, Tensor::new(shape, noise(n, i as u64, 1.0 / fan_in.sqrt())))
+            (
+                name,
+                Tensor::new(shape, noise(n, i as u64, 1.0 / fan_in.sqrt())),
+            )
         })
         .collect();
     Ok(Weights::new(config, tensors)?)
@@ -63,11 +70,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn time(runs: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
-    median((0..runs).map(|_| {
-        let t = Instant::now();
-        f();
-        t.elapsed().as_secs_f64()
-    }).collect())
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -77,25 +88,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let samples = (args.seconds * cfg.sample_rate as f64) as usize / cfg.stride * cfg.stride;
     let audio_s = samples as f64 / cfg.sample_rate as f64;
     let input = noise(samples, 7, 0.3);
-    println!("paper configuration ({} parameters), {audio_s:.1} s of audio, 1 thread, median of {} runs", cfg.parameter_count(), args.runs);
+    println!(
+        "paper configuration ({} parameters), {audio_s:.1} s of audio, 1 thread, median of {} runs",
+        cfg.parameter_count(),
+        args.runs
+    );
 
-    let mut paths: Vec<RecurrencePath> = Kernel::available().into_iter().map(RecurrencePath::Fused).collect();
+    let mut paths: Vec<RecurrencePath> = Kernel::available()
+        .into_iter()
+        .map(RecurrencePath::Fused)
+        .collect();
     if args.scan {
         paths.push(RecurrencePath::Scan);
     }
     for recurrence in paths {
-        let model = Model::from_bytes(&onnx, &LoadOptions { recurrence, taps: vec![] })?;
-        let runs = if recurrence == RecurrencePath::Scan { args.runs.min(2) } else { args.runs };
+        let model = Model::from_bytes(
+            &onnx,
+            &LoadOptions {
+                recurrence,
+                taps: vec![],
+            },
+        )?;
+        let runs = if recurrence == RecurrencePath::Scan {
+            args.runs.min(2)
+        } else {
+            args.runs
+        };
         let t = time(runs, || {
             model.run_raw(&input, 1).expect("inference runs");
         });
-        println!("engine {:<16} real-time factor {:.4}  ({:.1} ms)", format!("{recurrence:?}"), t / audio_s, t * 1e3);
+        println!(
+            "engine {:<16} real-time factor {:.4}  ({:.1} ms)",
+            format!("{recurrence:?}"),
+            t / audio_s,
+            t * 1e3
+        );
     }
 
     // The recurrence alone: one paper layer (both directions) over the same number of frames.
     let steps = cfg.frames(samples);
     let hidden = cfg.hidden();
-    let seq: Vec<Vec<f32>> = (0..4).map(|i| noise(steps * hidden, 100 + i, 2.0)).collect();
+    let seq: Vec<Vec<f32>> = (0..4)
+        .map(|i| noise(steps * hidden, 100 + i, 2.0))
+        .collect();
     let w: Vec<Vec<f32>> = (0..4).map(|i| noise(hidden, 200 + i, 0.5)).collect();
     for kernel in Kernel::available() {
         let mut c = vec![0.0; hidden];

@@ -24,9 +24,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let weights = Weights::read(&args.weights)?;
     let name = args.name.unwrap_or_else(|| {
-        args.output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        args.output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     });
-    let bytes = to_onnx_bytes(&weights, &ModelInfo { name, version: args.version });
+    let bytes = to_onnx_bytes(
+        &weights,
+        &ModelInfo {
+            name,
+            version: args.version,
+        },
+    );
     wavecrn_engine::io::write_atomically(&args.output, &bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
     let cfg = &weights.config;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod export;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -18,11 +19,14 @@ enum Command {
     Export(export::Args),
     /// Print speed figures: real-time factor of the engine and of the recurrence kernels.
     Bench(bench::Args),
+    /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
+    Test(test::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Test(args) => test::run(args),
     }
 }

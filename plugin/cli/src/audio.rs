@@ -37,7 +37,11 @@ pub struct Spec {
 /// A file being read in pieces.
 pub enum Reader {
     Wav(hound::WavReader<BufReader<File>>),
-    Flac { reader: Box<claxon::FlacReader<File>>, buffer: Vec<i32>, pending: Vec<Vec<f32>> },
+    Flac {
+        reader: Box<claxon::FlacReader<File>>,
+        buffer: Vec<i32>,
+        pending: Vec<Vec<f32>>,
+    },
 }
 
 impl Reader {
@@ -49,12 +53,17 @@ impl Reader {
             .with_context(|| format!("cannot read {}", path.display()))?;
         match &magic {
             b"RIFF" | b"RF64" | b"WAVE" => {
-                let r = hound::WavReader::open(path).map_err(|e| anyhow!("{}: not a readable WAV file ({e})", path.display()))?;
+                let r = hound::WavReader::open(path)
+                    .map_err(|e| anyhow!("{}: not a readable WAV file ({e})", path.display()))?;
                 let s = r.spec();
                 let encoding = match s.sample_format {
                     hound::SampleFormat::Int => Encoding::Int(s.bits_per_sample),
                     hound::SampleFormat::Float if s.bits_per_sample == 32 => Encoding::Float32,
-                    hound::SampleFormat::Float => bail!("{}: {}-bit float WAV is not supported", path.display(), s.bits_per_sample),
+                    hound::SampleFormat::Float => bail!(
+                        "{}: {}-bit float WAV is not supported",
+                        path.display(),
+                        s.bits_per_sample
+                    ),
                 };
                 let spec = Spec {
                     container: Container::Wav,
@@ -66,7 +75,8 @@ impl Reader {
                 Ok((Reader::Wav(r), check(path, spec)?))
             }
             b"fLaC" => {
-                let r = claxon::FlacReader::open(path).map_err(|e| anyhow!("{}: not a readable FLAC file ({e})", path.display()))?;
+                let r = claxon::FlacReader::open(path)
+                    .map_err(|e| anyhow!("{}: not a readable FLAC file ({e})", path.display()))?;
                 let s = r.streaminfo();
                 let spec = Spec {
                     container: Container::Flac,
@@ -76,9 +86,19 @@ impl Reader {
                     frames: s.samples,
                 };
                 let pending = vec![vec![]; spec.channels];
-                Ok((Reader::Flac { reader: Box::new(r), buffer: vec![], pending }, check(path, spec)?))
+                Ok((
+                    Reader::Flac {
+                        reader: Box::new(r),
+                        buffer: vec![],
+                        pending,
+                    },
+                    check(path, spec)?,
+                ))
             }
-            _ => bail!("{}: unsupported audio format (WAV and FLAC are supported)", path.display()),
+            _ => bail!(
+                "{}: unsupported audio format (WAV and FLAC are supported)",
+                path.display()
+            ),
         }
     }
 
@@ -111,10 +131,17 @@ impl Reader {
                 }
                 Ok(n / channels)
             }
-            Reader::Flac { reader, buffer, pending } => {
+            Reader::Flac {
+                reader,
+                buffer,
+                pending,
+            } => {
                 let scale = int_scale(reader.streaminfo().bits_per_sample as u16);
                 while pending[0].len() < max {
-                    let block = reader.blocks().read_next_or_eof(std::mem::take(buffer)).context("corrupt FLAC data")?;
+                    let block = reader
+                        .blocks()
+                        .read_next_or_eof(std::mem::take(buffer))
+                        .context("corrupt FLAC data")?;
                     let Some(block) = block else { break };
                     for (ch, p) in pending.iter_mut().enumerate() {
                         p.extend(block.channel(ch as u32).iter().map(|&s| s as f32 * scale));
@@ -133,7 +160,12 @@ impl Reader {
 
 fn check(path: &Path, spec: Spec) -> Result<Spec> {
     if spec.channels == 0 || spec.sample_rate == 0 {
-        bail!("{}: the header says {} channels at {} Hz", path.display(), spec.channels, spec.sample_rate);
+        bail!(
+            "{}: the header says {} channels at {} Hz",
+            path.display(),
+            spec.channels,
+            spec.sample_rate
+        );
     }
     if let Encoding::Int(bits) = spec.encoding {
         if !(8..=32).contains(&bits) {
@@ -167,8 +199,17 @@ impl Writer {
                     Encoding::Int(b) => (b, hound::SampleFormat::Int),
                     Encoding::Float32 => (32, hound::SampleFormat::Float),
                 };
-                let s = hound::WavSpec { channels: spec.channels as u16, sample_rate: spec.sample_rate, bits_per_sample: bits, sample_format: format };
-                Writer::Wav(hound::WavWriter::create(path, s).with_context(|| format!("cannot create {}", path.display()))?, spec.encoding)
+                let s = hound::WavSpec {
+                    channels: spec.channels as u16,
+                    sample_rate: spec.sample_rate,
+                    bits_per_sample: bits,
+                    sample_format: format,
+                };
+                Writer::Wav(
+                    hound::WavWriter::create(path, s)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                    spec.encoding,
+                )
             }
             Container::Flac => Writer::Flac(Box::new(FlacWriter::create(path, spec)?)),
         })
@@ -227,22 +268,36 @@ impl FlacWriter {
 
     fn create(path: &Path, spec: &Spec) -> Result<Self> {
         use flacenc::error::Verify;
-        let Encoding::Int(bits) = spec.encoding else { bail!("FLAC holds integer samples only") };
+        let Encoding::Int(bits) = spec.encoding else {
+            bail!("FLAC holds integer samples only")
+        };
         if bits > 24 {
             bail!("cannot write {bits}-bit FLAC (at most 24 bits)");
         }
-        let config = flacenc::config::Encoder::default().into_verified().map_err(|(_, e)| anyhow!("FLAC encoder: {e:?}"))?;
-        let mut stream = flacenc::component::Stream::new(spec.sample_rate as usize, spec.channels, bits as usize)
+        let config = flacenc::config::Encoder::default()
+            .into_verified()
+            .map_err(|(_, e)| anyhow!("FLAC encoder: {e:?}"))?;
+        let mut stream = flacenc::component::Stream::new(
+            spec.sample_rate as usize,
+            spec.channels,
+            bits as usize,
+        )
+        .map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
+        stream
+            .stream_info_mut()
+            .set_block_sizes(Self::BLOCK, Self::BLOCK)
             .map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
-        stream.stream_info_mut().set_block_sizes(Self::BLOCK, Self::BLOCK).map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
         let header = flac_bytes(&stream)?;
-        let mut file = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+        let mut file = BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
         file.write_all(&header)?;
         Ok(Self {
             file,
             config,
             stream,
-            frame: flacenc::source::FrameBuf::with_size(spec.channels, Self::BLOCK).map_err(|e| anyhow!("FLAC encoder: {e:?}"))?,
+            frame: flacenc::source::FrameBuf::with_size(spec.channels, Self::BLOCK)
+                .map_err(|e| anyhow!("FLAC encoder: {e:?}"))?,
             context: flacenc::source::Context::new(bits as usize, spec.channels),
             bits,
             pending: Vec::with_capacity(Self::BLOCK * spec.channels),
@@ -269,10 +324,17 @@ impl FlacWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        (&mut self.frame, &mut self.context).fill_interleaved(&self.pending).map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
-        let number = self.context.current_frame_number().unwrap_or(0);
-        let frame = flacenc::encode_fixed_size_frame(&self.config, &self.frame, number, self.stream.stream_info())
+        (&mut self.frame, &mut self.context)
+            .fill_interleaved(&self.pending)
             .map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
+        let number = self.context.current_frame_number().unwrap_or(0);
+        let frame = flacenc::encode_fixed_size_frame(
+            &self.config,
+            &self.frame,
+            number,
+            self.stream.stream_info(),
+        )
+        .map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
         self.stream.stream_info_mut().update_frame_info(&frame);
         self.file.write_all(&flac_bytes(&frame)?)?;
         self.pending.clear();
@@ -286,7 +348,11 @@ impl FlacWriter {
         info.set_total_samples(self.context.total_samples());
         let header = flac_bytes(&self.stream)?;
         if header.len() != self.header_len {
-            bail!("FLAC header changed size ({} -> {} bytes)", self.header_len, header.len());
+            bail!(
+                "FLAC header changed size ({} -> {} bytes)",
+                self.header_len,
+                header.len()
+            );
         }
         let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
@@ -299,6 +365,7 @@ impl FlacWriter {
 /// The bytes of a FLAC stream header or frame.
 fn flac_bytes(part: &impl flacenc::component::BitRepr) -> Result<Vec<u8>> {
     let mut sink = flacenc::bitsink::MemSink::<u8>::new();
-    part.write(&mut sink).map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
+    part.write(&mut sink)
+        .map_err(|e| anyhow!("FLAC encoder: {e:?}"))?;
     Ok(sink.into_inner())
 }

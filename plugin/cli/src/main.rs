@@ -63,7 +63,10 @@ fn run(cli: Cli) -> Result<()> {
 
 fn denoise(args: DenoiseArgs) -> Result<()> {
     if args.output.is_some() && args.inputs.len() > 1 {
-        bail!("-o names one output file, but {} inputs were given: use --out-dir", args.inputs.len());
+        bail!(
+            "-o names one output file, but {} inputs were given: use --out-dir",
+            args.inputs.len()
+        );
     }
     let Some(model_path) = &args.model else {
         bail!("no model given: pass --model FILE.onnx (write one with `cargo xtask export WEIGHTS.safetensors -o FILE.onnx`)");
@@ -77,8 +80,14 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
             (Some(o), _) => o.clone(),
             (None, Some(dir)) => dir.join(input.file_name().context("input has no file name")?),
             (None, None) => {
-                let stem = input.file_stem().context("input has no file name")?.to_string_lossy();
-                let ext = input.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+                let stem = input
+                    .file_stem()
+                    .context("input has no file name")?
+                    .to_string_lossy();
+                let ext = input
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_default();
                 input.with_file_name(format!("{stem}.denoised{ext}"))
             }
         };

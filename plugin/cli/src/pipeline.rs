@@ -20,17 +20,27 @@ const READ: usize = 1 << 16;
 /// Returns a one-line summary.
 pub fn denoise_file(model: &Model, input: &Path, output: &Path, progress: bool) -> Result<String> {
     let (mut reader, spec) = Reader::open(input)?;
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = output.file_name().context("output has no file name")?.to_string_lossy();
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = output
+        .file_name()
+        .context("output has no file name")?
+        .to_string_lossy();
     let tmp = dir.join(format!(".{name}.partial{}", std::process::id()));
     let started = Instant::now();
     let result = run(model, &mut reader, &spec, &tmp, progress);
     match result {
         Ok(frames) => {
-            std::fs::rename(&tmp, output).with_context(|| format!("cannot move the result to {}", output.display()))?;
+            std::fs::rename(&tmp, output)
+                .with_context(|| format!("cannot move the result to {}", output.display()))?;
             let seconds = frames as f64 / spec.sample_rate as f64;
             let took = started.elapsed().as_secs_f64();
-            Ok(format!("{seconds:.1} s of audio in {took:.1} s, {:.0}x real time", seconds / took.max(1e-9)))
+            Ok(format!(
+                "{seconds:.1} s of audio in {took:.1} s, {:.0}x real time",
+                seconds / took.max(1e-9)
+            ))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -46,7 +56,11 @@ fn run(model: &Model, reader: &mut Reader, spec: &Spec, tmp: &Path, progress: bo
     let mut up = StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?;
     let mut denoiser = ChunkedDenoiser::new(model, ch, Chunking::for_model(model))?;
     let mut writer = Writer::create(tmp, spec)?;
-    let mut out = Output { writer: &mut writer, held: vec![vec![]; ch], written: 0 };
+    let mut out = Output {
+        writer: &mut writer,
+        held: vec![vec![]; ch],
+        written: 0,
+    };
 
     let bar = progress_bar(spec, progress);
     let (mut raw, mut low, mut clean, mut back) = (planar(ch), planar(ch), planar(ch), planar(ch));
@@ -95,7 +109,10 @@ impl Output<'_> {
         for (h, n) in self.held.iter_mut().zip(new.iter_mut()) {
             h.append(n);
         }
-        let ready = self.held[0].len().saturating_sub(Self::HOLD).min((limit - self.written) as usize);
+        let ready = self.held[0]
+            .len()
+            .saturating_sub(Self::HOLD)
+            .min((limit - self.written) as usize);
         self.emit(ready)
     }
 
@@ -144,9 +161,12 @@ fn progress_bar(spec: &Spec, show: bool) -> ProgressBar {
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {percent:>3}%  {audio} of audio  eta {eta}")
             .expect("valid template")
-            .with_key("audio", move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0} s", s.pos() as f64 / rate);
-            }),
+            .with_key(
+                "audio",
+                move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} s", s.pos() as f64 / rate);
+                },
+            ),
     );
     bar
 }

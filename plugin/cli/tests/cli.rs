@@ -26,7 +26,8 @@ fn model_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let w = Weights::read(fixture("reference/small_bidir.safetensors")).unwrap();
-        let path = std::env::temp_dir().join(format!("wavecrn-cli-{}-model.onnx", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("wavecrn-cli-{}-model.onnx", std::process::id()));
         std::fs::write(&path, to_onnx_bytes(&w, &ModelInfo::default())).unwrap();
         path
     })
@@ -34,7 +35,11 @@ fn model_path() -> &'static Path {
 
 fn run(args: &[&str]) -> Output {
     let out = wavecrn().args(args).output().unwrap();
-    eprintln!("wavecrn {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "wavecrn {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -57,7 +62,8 @@ fn write_wav(path: &Path, spec: hound::WavSpec, frames: &[Vec<f32>]) {
                 hound::SampleFormat::Float => w.write_sample(ch[i]).unwrap(),
                 hound::SampleFormat::Int => {
                     let full = (1i64 << (spec.bits_per_sample - 1)) as f32;
-                    w.write_sample((ch[i] * full).round().clamp(-full, full - 1.0) as i32).unwrap()
+                    w.write_sample((ch[i] * full).round().clamp(-full, full - 1.0) as i32)
+                        .unwrap()
                 }
             }
         }
@@ -71,10 +77,15 @@ fn read_wav(path: &Path) -> (hound::WavSpec, Vec<Vec<f32>>) {
     let ch = spec.channels as usize;
     let mut out = vec![vec![]; ch];
     match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().enumerate().for_each(|(i, v)| out[i % ch].push(v.unwrap())),
+        hound::SampleFormat::Float => r
+            .samples::<f32>()
+            .enumerate()
+            .for_each(|(i, v)| out[i % ch].push(v.unwrap())),
         hound::SampleFormat::Int => {
             let full = (1i64 << (spec.bits_per_sample - 1)) as f32;
-            r.samples::<i32>().enumerate().for_each(|(i, v)| out[i % ch].push(v.unwrap() as f32 / full))
+            r.samples::<i32>()
+                .enumerate()
+                .for_each(|(i, v)| out[i % ch].push(v.unwrap() as f32 / full))
         }
     }
     (spec, out)
@@ -100,19 +111,47 @@ fn flac_speech_at_16k_matches_the_engine_exactly() {
     let Some(input) = speech_file() else { return };
     let dir = scratch("flac");
     let output = dir.join("out.flac");
-    assert!(run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]).status.success());
+    assert!(run(&[
+        "denoise",
+        s(&input),
+        "-o",
+        s(&output),
+        "--model",
+        s(model_path())
+    ])
+    .status
+    .success());
 
     let (info_in, x) = read_flac(&input);
     let (info_out, y) = read_flac(&output);
-    assert_eq!((info_out.sample_rate, info_out.channels, info_out.bits_per_sample), (info_in.sample_rate, info_in.channels, info_in.bits_per_sample));
+    assert_eq!(
+        (
+            info_out.sample_rate,
+            info_out.channels,
+            info_out.bits_per_sample
+        ),
+        (
+            info_in.sample_rate,
+            info_in.channels,
+            info_in.bits_per_sample
+        )
+    );
     assert_eq!(info_out.samples, Some(x.len() as u64), "header length");
     assert_eq!(y.len(), x.len());
 
     // The file fits one window, so the CLI's output is the engine's, quantised to 16 bits.
-    let model = Model::from_bytes(&std::fs::read(model_path()).unwrap(), &LoadOptions::default()).unwrap();
+    let model = Model::from_bytes(
+        &std::fs::read(model_path()).unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let xf: Vec<f32> = x.iter().map(|&v| v as f32 / 32768.0).collect();
     let want = model.denoise(&xf, 1).unwrap();
-    let worst = y.iter().zip(&want).map(|(&a, &b)| (a as f32 / 32768.0 - b).abs()).fold(0.0, f32::max);
+    let worst = y
+        .iter()
+        .zip(&want)
+        .map(|(&a, &b)| (a as f32 / 32768.0 - b).abs())
+        .fold(0.0, f32::max);
     assert!(worst <= 1.0 / 32768.0, "differs from the engine by {worst}");
 }
 
@@ -121,14 +160,34 @@ fn wav_formats_rates_and_channels_are_kept() {
     let dir = scratch("wav");
     let n = 44_100 * 2 + 123;
     let left = noise(n, 1);
-    for (bits, format, rate) in [(24, hound::SampleFormat::Int, 44_100), (32, hound::SampleFormat::Float, 48_000), (16, hound::SampleFormat::Int, 8_000), (8, hound::SampleFormat::Int, 22_050)] {
-        let spec = hound::WavSpec { channels: 3, sample_rate: rate, bits_per_sample: bits, sample_format: format };
+    for (bits, format, rate) in [
+        (24, hound::SampleFormat::Int, 44_100),
+        (32, hound::SampleFormat::Float, 48_000),
+        (16, hound::SampleFormat::Int, 8_000),
+        (8, hound::SampleFormat::Int, 22_050),
+    ] {
+        let spec = hound::WavSpec {
+            channels: 3,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: format,
+        };
         let input = dir.join(format!("in-{bits}-{rate}.wav"));
         // Channels 0 and 2 are the same signal: channels are denoised independently, so they
         // must come out the same; channel 1 is silent.
         write_wav(&input, spec, &[left.clone(), vec![0.0; n], left.clone()]);
         let out_dir = dir.join("out");
-        assert!(run(&["denoise", s(&input), "--out-dir", s(&out_dir), "--model", s(model_path()), "--quiet"]).status.success());
+        assert!(run(&[
+            "denoise",
+            s(&input),
+            "--out-dir",
+            s(&out_dir),
+            "--model",
+            s(model_path()),
+            "--quiet"
+        ])
+        .status
+        .success());
         let (got_spec, y) = read_wav(&out_dir.join(input.file_name().unwrap()));
         assert_eq!(got_spec, spec);
         assert_eq!(y[0].len(), n, "length at {rate} Hz");
@@ -146,9 +205,27 @@ fn nan_and_inf_in_float_input_do_not_reach_the_output() {
     x[2000] = f32::INFINITY;
     x[9000] = f32::NEG_INFINITY;
     let input = dir.join("in.wav");
-    write_wav(&input, hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float }, &[x]);
+    write_wav(
+        &input,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        },
+        &[x],
+    );
     let output = dir.join("out.wav");
-    assert!(run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]).status.success());
+    assert!(run(&[
+        "denoise",
+        s(&input),
+        "-o",
+        s(&output),
+        "--model",
+        s(model_path())
+    ])
+    .status
+    .success());
     let (_, y) = read_wav(&output);
     assert!(y[0].iter().all(|v| v.is_finite() && v.abs() <= 1.0));
 }
@@ -162,7 +239,12 @@ fn a_long_file_runs_in_bounded_memory() {
     let minutes = 40;
     let n = minutes * 60 * 16_000;
     {
-        let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(&input, spec).unwrap();
         let mut i16w = w.get_i16_writer(n as u32);
         // Generated as it is written: the test process must stay small, since a spawned
@@ -170,15 +252,26 @@ fn a_long_file_runs_in_bounded_memory() {
         let mut seed = 9u32;
         for i in 0..n {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            let v = ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5) * 0.2 + 0.1 * (i as f32 * 0.01).sin();
+            let v =
+                ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5) * 0.2 + 0.1 * (i as f32 * 0.01).sin();
             i16w.write_sample((v * 32767.0) as i16);
         }
         i16w.flush().unwrap();
         w.finalize().unwrap();
     }
     let output = dir.join("out.wav");
+    // Waited on below with wait4, which also reports its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = wavecrn()
-        .args(["denoise", s(&input), "-o", s(&output), "--model", s(model_path()), "--quiet"])
+        .args([
+            "denoise",
+            s(&input),
+            "-o",
+            s(&output),
+            "--model",
+            s(model_path()),
+            "--quiet",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -191,8 +284,14 @@ fn a_long_file_runs_in_bounded_memory() {
         (status, usage.ru_maxrss)
     };
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    assert_eq!(hound::WavReader::open(&output).unwrap().duration() as usize, n);
-    eprintln!("peak resident memory: {} MiB for {minutes} min of audio", peak_kib / 1024);
+    assert_eq!(
+        hound::WavReader::open(&output).unwrap().duration() as usize,
+        n
+    );
+    eprintln!(
+        "peak resident memory: {} MiB for {minutes} min of audio",
+        peak_kib / 1024
+    );
     assert!(peak_kib < 150 * 1024, "peak memory {} MiB", peak_kib / 1024);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -201,14 +300,40 @@ fn a_long_file_runs_in_bounded_memory() {
 fn an_existing_output_is_refused_without_force() {
     let dir = scratch("exists");
     let input = dir.join("in.wav");
-    write_wav(&input, hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }, &[noise(4000, 2)]);
+    write_wav(
+        &input,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+        &[noise(4000, 2)],
+    );
     let output = dir.join("out.wav");
     std::fs::write(&output, b"precious").unwrap();
-    let out = run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]);
+    let out = run(&[
+        "denoise",
+        s(&input),
+        "-o",
+        s(&output),
+        "--model",
+        s(model_path()),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     assert_eq!(std::fs::read(&output).unwrap(), b"precious");
-    assert!(run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path()), "--force"]).status.success());
+    assert!(run(&[
+        "denoise",
+        s(&input),
+        "-o",
+        s(&output),
+        "--model",
+        s(model_path()),
+        "--force"
+    ])
+    .status
+    .success());
     assert!(hound::WavReader::open(&output).is_ok());
 }
 
@@ -216,7 +341,11 @@ fn an_existing_output_is_refused_without_force() {
 fn unreadable_input_is_a_clear_error_and_writes_nothing() {
     let dir = scratch("unreadable");
     let cases: [(&str, &[u8], &str); 3] = [
-        ("garbage.wav", b"this is not audio at all", "unsupported audio format"),
+        (
+            "garbage.wav",
+            b"this is not audio at all",
+            "unsupported audio format",
+        ),
         ("truncated.flac", b"fLaC\0\0", "FLAC"),
         ("empty.wav", b"", "cannot read"),
     ];
@@ -224,15 +353,34 @@ fn unreadable_input_is_a_clear_error_and_writes_nothing() {
         let input = dir.join(name);
         std::fs::write(&input, bytes).unwrap();
         let output = dir.join(format!("out-{name}"));
-        let out = run(&["denoise", s(&input), "-o", s(&output), "--model", s(model_path())]);
+        let out = run(&[
+            "denoise",
+            s(&input),
+            "-o",
+            s(&output),
+            "--model",
+            s(model_path()),
+        ]);
         assert!(!out.status.success(), "{name}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{name}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{name}"
+        );
         assert!(!output.exists(), "{name}: no output");
     }
-    let out = run(&["denoise", s(&dir.join("missing.wav")), "--model", s(model_path())]);
+    let out = run(&[
+        "denoise",
+        s(&dir.join("missing.wav")),
+        "--model",
+        s(model_path()),
+    ]);
     assert!(!out.status.success());
     // Nothing half-written is left in the folder.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -240,13 +388,26 @@ fn unreadable_input_is_a_clear_error_and_writes_nothing() {
 fn a_corrupt_or_foreign_model_is_a_clear_error() {
     let dir = scratch("model");
     let input = dir.join("in.wav");
-    write_wav(&input, hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int }, &[noise(4000, 2)]);
+    write_wav(
+        &input,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+        &[noise(4000, 2)],
+    );
     let good = std::fs::read(model_path()).unwrap();
     let truncated = dir.join("truncated.onnx");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
     let garbage = dir.join("garbage.onnx");
     std::fs::write(&garbage, b"\xff\xfe not a protobuf at all \x01\x02").unwrap();
-    for (model, message) in [(&truncated, "not an ONNX file"), (&garbage, "not an ONNX file"), (&dir.join("missing.onnx"), "cannot read")] {
+    for (model, message) in [
+        (&truncated, "not an ONNX file"),
+        (&garbage, "not an ONNX file"),
+        (&dir.join("missing.onnx"), "cannot read"),
+    ] {
         let output = dir.join("out.wav");
         let out = run(&["denoise", s(&input), "-o", s(&output), "--model", s(model)]);
         assert!(!out.status.success());
@@ -277,7 +438,10 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_partial_file() {
     eprintln!("{err}");
     assert!(!out.status.success());
     assert!(err.contains("was not written"), "{err}");
-    assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "nothing left behind");
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "nothing left behind"
+    );
 }
 
 #[test]

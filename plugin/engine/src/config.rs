@@ -76,7 +76,10 @@ impl SruLayerShape {
 impl ModelConfig {
     /// The paper's network with one direction: streams frame by frame with no lookahead.
     pub fn causal() -> Self {
-        Self { directions: 1, ..Self::default() }
+        Self {
+            directions: 1,
+            ..Self::default()
+        }
     }
 
     /// Hidden units per SRU direction (tied to the conv channels, as in WaveCRN).
@@ -108,7 +111,10 @@ impl ModelConfig {
             return bad("channels and layers must be positive".into());
         }
         if !(1..=2).contains(&self.directions) {
-            return bad(format!("directions must be 1 or 2, not {}", self.directions));
+            return bad(format!(
+                "directions must be 1 or 2, not {}",
+                self.directions
+            ));
         }
         if self.stride == 0 || self.kernel != 2 * self.stride {
             return bad(format!(
@@ -138,7 +144,10 @@ impl ModelConfig {
             out.push((p("bias"), vec![2 * l.output()]));
             out.push((p("scale_x"), vec![1]));
         }
-        out.push(("outfc.weight".to_string(), vec![c, self.directions * self.hidden()]));
+        out.push((
+            "outfc.weight".to_string(),
+            vec![c, self.directions * self.hidden()],
+        ));
         out.push(("deconv.weight".to_string(), vec![c, 1, self.kernel]));
         out
     }
@@ -177,13 +186,19 @@ mod tests {
 
     #[test]
     fn json_round_trips() {
-        let cfg = ModelConfig { mask: MaskKind::Tanh, ..ModelConfig::causal() };
+        let cfg = ModelConfig {
+            mask: MaskKind::Tanh,
+            ..ModelConfig::causal()
+        };
         assert_eq!(ModelConfig::from_json(&cfg.to_json()).unwrap(), cfg);
     }
 
     #[test]
     fn rejects_a_kernel_that_is_not_twice_the_stride() {
-        let cfg = ModelConfig { kernel: 100, ..ModelConfig::default() };
+        let cfg = ModelConfig {
+            kernel: 100,
+            ..ModelConfig::default()
+        };
         assert!(cfg.validate().is_err());
     }
 }

@@ -8,7 +8,10 @@ pub enum Error {
     #[error("invalid model configuration: {0}")]
     Config(String),
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("weights do not fit the model: {0}")]
     Weights(String),
     #[error("not a usable WaveCRN model: {0}")]
@@ -24,6 +27,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

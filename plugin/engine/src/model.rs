@@ -52,11 +52,10 @@ impl Model {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&bytes, &LoadOptions::default())
-            .map_err(|e| match e {
-                Error::Model(why) => Error::Model(format!("{}: {why}", path.display())),
-                other => other,
-            })
+        Self::from_bytes(&bytes, &LoadOptions::default()).map_err(|e| match e {
+            Error::Model(why) => Error::Model(format!("{}: {why}", path.display())),
+            other => other,
+        })
     }
 
     /// Loads an ONNX model from memory.
@@ -65,13 +64,25 @@ impl Model {
         let proto = tract_onnx::pb::ModelProto::decode(bytes)
             .map_err(|e| bad(format!("not an ONNX file ({e})")))?;
         let meta = |key: &str| {
-            proto.metadata_props.iter().find(|p| p.key == key).map(|p| p.value.clone())
+            proto
+                .metadata_props
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.value.clone())
         };
-        let config = meta(META_CONFIG)
-            .ok_or_else(|| bad(format!("no {META_CONFIG} metadata: not written by wavecrn's exporter")))?;
+        let config = meta(META_CONFIG).ok_or_else(|| {
+            bad(format!(
+                "no {META_CONFIG} metadata: not written by wavecrn's exporter"
+            ))
+        })?;
         let config = ModelConfig::from_json(&config).map_err(|e| bad(e.to_string()))?;
-        let graph = proto.graph.as_ref().ok_or_else(|| bad("the file holds no graph".into()))?;
-        let names = |v: &[tract_onnx::pb::ValueInfoProto]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| bad("the file holds no graph".into()))?;
+        let names = |v: &[tract_onnx::pb::ValueInfoProto]| {
+            v.iter().map(|i| i.name.clone()).collect::<Vec<_>>()
+        };
         if names(&graph.input) != [INPUT] || names(&graph.output) != [OUTPUT] {
             return Err(bad(format!(
                 "expected one input '{INPUT}' and one output '{OUTPUT}', found inputs {:?} and outputs {:?}",
@@ -109,19 +120,29 @@ impl Model {
     /// each as (shape, data).
     pub fn run_raw(&self, input: &[f32], batch: usize) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
         let stride = self.config.stride;
-        if batch == 0 || input.len() % batch != 0 {
-            return Err(Error::Input(format!("{} samples do not split into {batch} sequences", input.len())));
+        if batch == 0 || !input.len().is_multiple_of(batch) {
+            return Err(Error::Input(format!(
+                "{} samples do not split into {batch} sequences",
+                input.len()
+            )));
         }
         let samples = input.len() / batch;
-        if samples == 0 || samples % stride != 0 {
-            return Err(Error::Input(format!("sequence length {samples} is not a positive multiple of {stride}")));
+        if samples == 0 || !samples.is_multiple_of(stride) {
+            return Err(Error::Input(format!(
+                "sequence length {samples} is not a positive multiple of {stride}"
+            )));
         }
         let tensor = Tensor::from_shape(&[batch, 1, samples], input).map_err(inference)?;
-        let outputs = self.plan.run(tvec![tensor.into_tvalue()]).map_err(inference)?;
+        let outputs = self
+            .plan
+            .run(tvec![tensor.into_tvalue()])
+            .map_err(inference)?;
         outputs
             .iter()
             .map(|t| {
-                let data = t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec));
+                let data = t
+                    .try_as_plain_ram()
+                    .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec));
                 Ok((t.shape().to_vec(), data.map_err(inference)?))
             })
             .collect()
@@ -130,8 +151,11 @@ impl Model {
     /// Denoises `batch` sequences of equal length (any length) laid end to end in `input`:
     /// each is reflect-padded at its end to a multiple of the stride, run, and cropped back.
     pub fn denoise(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
-        if batch == 0 || input.len() % batch != 0 {
-            return Err(Error::Input(format!("{} samples do not split into {batch} sequences", input.len())));
+        if batch == 0 || !input.len().is_multiple_of(batch) {
+            return Err(Error::Input(format!(
+                "{} samples do not split into {batch} sequences",
+                input.len()
+            )));
         }
         let len = input.len() / batch;
         if len == 0 {
@@ -141,10 +165,20 @@ impl Model {
         let mut x = Vec::with_capacity(padded * batch);
         for seq in input.chunks_exact(len) {
             x.extend(seq.iter().map(|&v| if v.is_finite() { v } else { 0.0 }));
-            x.extend((len..padded).map(|i| seq[reflect(i, len)]).map(|v| if v.is_finite() { v } else { 0.0 }));
+            x.extend((len..padded).map(|i| seq[reflect(i, len)]).map(|v| {
+                if v.is_finite() {
+                    v
+                } else {
+                    0.0
+                }
+            }));
         }
         let out = self.run_raw(&x, batch)?.swap_remove(0).1;
-        Ok(out.chunks_exact(padded).flat_map(|seq| &seq[..len]).copied().collect())
+        Ok(out
+            .chunks_exact(padded)
+            .flat_map(|seq| &seq[..len])
+            .copied()
+            .collect())
     }
 
     /// Names of the taps this model was loaded with, in output order after the main output.
@@ -161,7 +195,11 @@ fn reflect(i: usize, len: usize) -> usize {
     }
     let period = 2 * (len - 1);
     let m = i % period;
-    if m < len { m } else { period - m }
+    if m < len {
+        m
+    } else {
+        period - m
+    }
 }
 
 fn inference(e: impl std::fmt::Display) -> Error {
@@ -176,7 +214,11 @@ fn build_plan(
     let mut model = tract_onnx::onnx().model_for_proto_model(proto)?;
     let mut outputs = vec![model.find_outlet_label(OUTPUT).context("no output")?];
     for tap in &options.taps {
-        outputs.push(model.find_outlet_label(tap).with_context(|| format!("no tensor named {tap}"))?);
+        outputs.push(
+            model
+                .find_outlet_label(tap)
+                .with_context(|| format!("no tensor named {tap}"))?,
+        );
     }
     model.select_output_outlets(&outputs)?;
     let mut typed = model.into_typed()?;

@@ -30,7 +30,11 @@ impl Chunking {
         let r = cfg.sample_rate as usize;
         let hop = cfg.stride;
         let snap = |n: usize| n.div_ceil(2 * hop) * 2 * hop;
-        Self { chunk: snap(30 * r), context: snap(3 * r), fade: snap(r / 4) }
+        Self {
+            chunk: snap(30 * r),
+            context: snap(3 * r),
+            fade: snap(r / 4),
+        }
     }
 }
 
@@ -55,7 +59,10 @@ impl<'m> ChunkedDenoiser<'m> {
     /// A denoiser for `channels` channels at the model's sample rate.
     pub fn new(model: &'m Model, channels: usize, sizes: Chunking) -> Result<Self> {
         let hop = model.config().stride;
-        let fits = sizes.chunk > 0 && sizes.chunk % hop == 0 && sizes.context % hop == 0 && sizes.fade % (2 * hop) == 0;
+        let fits = sizes.chunk > 0
+            && sizes.chunk.is_multiple_of(hop)
+            && sizes.context.is_multiple_of(hop)
+            && sizes.fade.is_multiple_of(2 * hop);
         if !fits || sizes.fade > sizes.chunk {
             return Err(Error::Input(format!("chunk sizes {sizes:?} must be multiples of the hop {hop} (the fade of twice it) and the fade no longer than the chunk")));
         }
@@ -150,7 +157,10 @@ impl<'m> ChunkedDenoiser<'m> {
         }
         self.next += 1;
         // Drop input no later window needs.
-        let keep_from = self.kept_start(self.next).saturating_sub(ctx).min(self.pushed);
+        let keep_from = self
+            .kept_start(self.next)
+            .saturating_sub(ctx)
+            .min(self.pushed);
         if keep_from > self.buffer_start {
             for buf in &mut self.input {
                 buf.drain(..keep_from - self.buffer_start);

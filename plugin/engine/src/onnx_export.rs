@@ -47,7 +47,10 @@ pub struct ModelInfo {
 
 impl Default for ModelInfo {
     fn default() -> Self {
-        Self { name: "wavecrn".into(), version: env!("CARGO_PKG_VERSION").into() }
+        Self {
+            name: "wavecrn".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
     }
 }
 
@@ -56,7 +59,8 @@ pub fn to_onnx(weights: &Weights, info: &ModelInfo) -> pb::ModelProto {
     let cfg = &weights.config;
     let mut g = GraphBuilder::default();
     g.inputs.push(value_info(INPUT, &["batch", "1", "samples"]));
-    g.outputs.push(value_info(OUTPUT, &["batch", "1", "samples"]));
+    g.outputs
+        .push(value_info(OUTPUT, &["batch", "1", "samples"]));
 
     let kernel = cfg.kernel as i64;
     let stride = cfg.stride as i64;
@@ -68,32 +72,59 @@ pub fn to_onnx(weights: &Weights, info: &ModelInfo) -> pb::ModelProto {
         ]
     };
     g.weight(weights, "conv.weight");
-    g.node("Conv", "encoder", &[INPUT, "conv.weight"], &["act.conv"], conv_attrs());
-    g.node("Transpose", "encoder.time_major", &["act.conv"], &["sru.input"], vec![ints(
-        "perm",
-        &[2, 0, 1],
-    )]);
+    g.node(
+        "Conv",
+        "encoder",
+        &[INPUT, "conv.weight"],
+        &["act.conv"],
+        conv_attrs(),
+    );
+    g.node(
+        "Transpose",
+        "encoder.time_major",
+        &["act.conv"],
+        &["sru.input"],
+        vec![ints("perm", &[2, 0, 1])],
+    );
 
     // Zero initial state, (batch, hidden): batch is only known at run time.
     let hidden = cfg.hidden();
     g.int_const("shape.batch_index", &[1], &[1]);
     g.int_const("shape.hidden", &[1], &[hidden as i64]);
-    g.node("Shape", "state.shape.of_input", &["sru.input"], &["state.input_shape"], vec![]);
-    g.node("Gather", "state.shape.batch", &["state.input_shape", "shape.batch_index"], &[
-        "state.batch",
-    ], vec![int("axis", 0)]);
-    g.node("Concat", "state.shape", &["state.batch", "shape.hidden"], &["state.shape"], vec![
-        int("axis", 0),
-    ]);
+    g.node(
+        "Shape",
+        "state.shape.of_input",
+        &["sru.input"],
+        &["state.input_shape"],
+        vec![],
+    );
+    g.node(
+        "Gather",
+        "state.shape.batch",
+        &["state.input_shape", "shape.batch_index"],
+        &["state.batch"],
+        vec![int("axis", 0)],
+    );
+    g.node(
+        "Concat",
+        "state.shape",
+        &["state.batch", "shape.hidden"],
+        &["state.shape"],
+        vec![int("axis", 0)],
+    );
     let zero = pb::TensorProto {
         dims: vec![1],
         data_type: DataType::Float as i32,
         float_data: vec![0.0],
         ..Default::default()
     };
-    g.node("ConstantOfShape", "state.zero", &["state.shape"], &["state.zero"], vec![tensor_attr(
-        "value", zero,
-    )]);
+    g.node(
+        "ConstantOfShape",
+        "state.zero",
+        &["state.shape"],
+        &["state.zero"],
+        vec![tensor_attr("value", zero)],
+    );
 
     let mut x = "sru.input".to_string();
     for i in 0..cfg.layers {
@@ -102,32 +133,68 @@ pub fn to_onnx(weights: &Weights, info: &ModelInfo) -> pb::ModelProto {
 
     let (c, dh) = (cfg.channels, cfg.directions * hidden);
     let outfc = &weights.tensor("outfc.weight").data;
-    let outfc_t: Vec<f32> = (0..dh).flat_map(|j| (0..c).map(move |o| outfc[o * dh + j])).collect();
+    let outfc_t: Vec<f32> = (0..dh)
+        .flat_map(|j| (0..c).map(move |o| outfc[o * dh + j]))
+        .collect();
     g.float_init("outfc.weight.transposed", &[dh, c], outfc_t);
-    g.node("MatMul", "mask", &[&x, "outfc.weight.transposed"], &["mask.time_major"], vec![]);
+    g.node(
+        "MatMul",
+        "mask",
+        &[&x, "outfc.weight.transposed"],
+        &["mask.time_major"],
+        vec![],
+    );
     let mask_tm = match cfg.mask {
         MaskKind::Linear => "mask.time_major",
         MaskKind::Tanh => {
-            g.node("Tanh", "mask.restrict", &["mask.time_major"], &["mask.restricted"], vec![]);
+            g.node(
+                "Tanh",
+                "mask.restrict",
+                &["mask.time_major"],
+                &["mask.restricted"],
+                vec![],
+            );
             "mask.restricted"
         }
     };
-    g.node("Transpose", "mask.channels_major", &[mask_tm], &["act.mask"], vec![ints("perm", &[
-        1, 2, 0,
-    ])]);
-    g.node("Mul", "apply_mask", &["act.mask", "act.conv"], &["act.masked"], vec![]);
+    g.node(
+        "Transpose",
+        "mask.channels_major",
+        &[mask_tm],
+        &["act.mask"],
+        vec![ints("perm", &[1, 2, 0])],
+    );
+    g.node(
+        "Mul",
+        "apply_mask",
+        &["act.mask", "act.conv"],
+        &["act.masked"],
+        vec![],
+    );
     g.weight(weights, "deconv.weight");
-    g.node("ConvTranspose", "decoder", &["act.masked", "deconv.weight"], &["act.deconv"], {
-        let mut a = conv_attrs();
-        a.push(ints("output_padding", &[0]));
-        a
-    });
+    g.node(
+        "ConvTranspose",
+        "decoder",
+        &["act.masked", "deconv.weight"],
+        &["act.deconv"],
+        {
+            let mut a = conv_attrs();
+            a.push(ints("output_padding", &[0]));
+            a
+        },
+    );
     g.node("Tanh", "output.squash", &["act.deconv"], &[OUTPUT], vec![]);
 
-    let meta = |k: &str, v: String| pb::StringStringEntryProto { key: k.into(), value: v };
+    let meta = |k: &str, v: String| pb::StringStringEntryProto {
+        key: k.into(),
+        value: v,
+    };
     pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         producer_name: "wavecrn".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: format!(
@@ -161,7 +228,14 @@ struct GraphBuilder {
 }
 
 impl GraphBuilder {
-    fn node(&mut self, op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<pb::AttributeProto>) {
+    fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<pb::AttributeProto>,
+    ) {
         self.nodes.push(pb::NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.iter().map(|s| s.to_string()).collect(),
@@ -231,16 +305,30 @@ impl GraphBuilder {
             }
         }
         self.float_init(&p("weight.gate_major"), &[l.input, cols], reordered);
-        self.node("MatMul", &n("project"), &[&n("normed"), &p("weight.gate_major")], &[&n("u")], vec![]);
+        self.node(
+            "MatMul",
+            &n("project"),
+            &[&n("normed"), &p("weight.gate_major")],
+            &[&n("u")],
+            vec![],
+        );
 
         let u_name = |d: usize, kk: usize| n(&format!("u.d{d}.k{kk}"));
         let split_name = format!("split.{}x{h}", dirs * k);
         if !self.initializers.iter().any(|t| t.name == split_name) {
             self.int_const(&split_name, &[dirs * k], &vec![h as i64; dirs * k]);
         }
-        let u_parts: Vec<String> =
-            (0..dirs).flat_map(|d| (0..k).map(move |kk| (d, kk))).map(|(d, kk)| u_name(d, kk)).collect();
-        self.node("Split", &n("split_gates"), &[&n("u"), &split_name], &refs(&u_parts), vec![int("axis", 2)]);
+        let u_parts: Vec<String> = (0..dirs)
+            .flat_map(|d| (0..k).map(move |kk| (d, kk)))
+            .map(|(d, kk)| u_name(d, kk))
+            .collect();
+        self.node(
+            "Split",
+            &n("split_gates"),
+            &[&n("u"), &split_name],
+            &refs(&u_parts),
+            vec![int("axis", 2)],
+        );
 
         let skip = |d: usize| match (k, dirs) {
             (3, 1) => n("skip"),
@@ -249,14 +337,26 @@ impl GraphBuilder {
         };
         if k == 3 {
             self.weight(weights, &p("scale_x"));
-            self.node("Mul", &n("rescale"), &[x, &p("scale_x")], &[&n("skip")], vec![]);
+            self.node(
+                "Mul",
+                &n("rescale"),
+                &[x, &p("scale_x")],
+                &[&n("skip")],
+                vec![],
+            );
             if dirs > 1 {
                 let split_dirs = format!("split.{dirs}x{h}");
                 if !self.initializers.iter().any(|t| t.name == split_dirs) {
                     self.int_const(&split_dirs, &[dirs], &vec![h as i64; dirs]);
                 }
                 let parts: Vec<String> = (0..dirs).map(skip).collect();
-                self.node("Split", &n("split_skip"), &[&n("skip"), &split_dirs], &refs(&parts), vec![int("axis", 2)]);
+                self.node(
+                    "Split",
+                    &n("split_skip"),
+                    &[&n("skip"), &split_dirs],
+                    &refs(&parts),
+                    vec![int("axis", 2)],
+                );
             }
         }
 
@@ -277,20 +377,35 @@ impl GraphBuilder {
             inputs.extend([u_name(d, 0), u_name(d, 1), u_name(d, 2), skip(d)]);
         }
         let layer_out = n("output");
-        let h_out: Vec<String> =
-            if dirs == 1 { vec![layer_out.clone()] } else { (0..dirs).map(|d| n(&format!("h.d{d}"))).collect() };
+        let h_out: Vec<String> = if dirs == 1 {
+            vec![layer_out.clone()]
+        } else {
+            (0..dirs).map(|d| n(&format!("h.d{d}"))).collect()
+        };
         let mut outputs: Vec<String> = (0..dirs).map(|d| n(&format!("c_last.d{d}"))).collect();
         outputs.extend(h_out.iter().cloned());
         let directions: Vec<i64> = (0..dirs).flat_map(|d| [d as i64; 4]).collect();
         let out_dirs: Vec<i64> = (0..dirs as i64).collect();
-        self.node("Scan", &scan_node_name(i), &refs(&inputs), &refs(&outputs), vec![
-            graph_attr("body", body),
-            int("num_scan_inputs", 4 * dirs as i64),
-            ints("scan_input_directions", &directions),
-            ints("scan_output_directions", &out_dirs),
-        ]);
+        self.node(
+            "Scan",
+            &scan_node_name(i),
+            &refs(&inputs),
+            &refs(&outputs),
+            vec![
+                graph_attr("body", body),
+                int("num_scan_inputs", 4 * dirs as i64),
+                ints("scan_input_directions", &directions),
+                ints("scan_output_directions", &out_dirs),
+            ],
+        );
         if dirs > 1 {
-            self.node("Concat", &n("join_directions"), &refs(&h_out), &[&layer_out], vec![int("axis", 2)]);
+            self.node(
+                "Concat",
+                &n("join_directions"),
+                &refs(&h_out),
+                &[&layer_out],
+                vec![int("axis", 2)],
+            );
         }
         layer_out
     }
@@ -331,18 +446,78 @@ fn step_body(i: usize, h: usize, dirs: usize) -> pb::GraphProto {
         for gate in ["f", "r"] {
             let pre = if gate == "f" { v("u1") } else { v("u2") };
             let wd = |s: &str| w(&format!("{s}.d{d}"));
-            g.node("Mul", &v(&format!("{gate}.vc")), &[&wd(&format!("v_{gate}")), &c], &[&v(&format!("{gate}.vc"))], vec![]);
-            g.node("Add", &v(&format!("{gate}.ub")), &[&pre, &wd(&format!("b_{gate}"))], &[&v(&format!("{gate}.ub"))], vec![]);
-            g.node("Add", &v(&format!("{gate}.pre")), &[&v(&format!("{gate}.ub")), &v(&format!("{gate}.vc"))], &[&v(&format!("{gate}.pre"))], vec![]);
-            g.node("Sigmoid", &v(gate), &[&v(&format!("{gate}.pre"))], &[&v(gate)], vec![]);
+            g.node(
+                "Mul",
+                &v(&format!("{gate}.vc")),
+                &[&wd(&format!("v_{gate}")), &c],
+                &[&v(&format!("{gate}.vc"))],
+                vec![],
+            );
+            g.node(
+                "Add",
+                &v(&format!("{gate}.ub")),
+                &[&pre, &wd(&format!("b_{gate}"))],
+                &[&v(&format!("{gate}.ub"))],
+                vec![],
+            );
+            g.node(
+                "Add",
+                &v(&format!("{gate}.pre")),
+                &[&v(&format!("{gate}.ub")), &v(&format!("{gate}.vc"))],
+                &[&v(&format!("{gate}.pre"))],
+                vec![],
+            );
+            g.node(
+                "Sigmoid",
+                &v(gate),
+                &[&v(&format!("{gate}.pre"))],
+                &[&v(gate)],
+                vec![],
+            );
         }
         // c' = u0 + (c - u0) * f ; h = s + (c' - s) * r
-        g.node("Sub", &v("c_minus_u0"), &[&c, &v("u0")], &[&v("c_minus_u0")], vec![]);
-        g.node("Mul", &v("c_forget"), &[&v("c_minus_u0"), &v("f")], &[&v("c_forget")], vec![]);
-        g.node("Add", &v("c_next"), &[&v("u0"), &v("c_forget")], &[&v("c_next")], vec![]);
-        g.node("Sub", &v("c_minus_s"), &[&v("c_next"), &v("s")], &[&v("c_minus_s")], vec![]);
-        g.node("Mul", &v("c_reset"), &[&v("c_minus_s"), &v("r")], &[&v("c_reset")], vec![]);
-        g.node("Add", &v("h"), &[&v("s"), &v("c_reset")], &[&v("h")], vec![]);
+        g.node(
+            "Sub",
+            &v("c_minus_u0"),
+            &[&c, &v("u0")],
+            &[&v("c_minus_u0")],
+            vec![],
+        );
+        g.node(
+            "Mul",
+            &v("c_forget"),
+            &[&v("c_minus_u0"), &v("f")],
+            &[&v("c_forget")],
+            vec![],
+        );
+        g.node(
+            "Add",
+            &v("c_next"),
+            &[&v("u0"), &v("c_forget")],
+            &[&v("c_next")],
+            vec![],
+        );
+        g.node(
+            "Sub",
+            &v("c_minus_s"),
+            &[&v("c_next"), &v("s")],
+            &[&v("c_minus_s")],
+            vec![],
+        );
+        g.node(
+            "Mul",
+            &v("c_reset"),
+            &[&v("c_minus_s"), &v("r")],
+            &[&v("c_reset")],
+            vec![],
+        );
+        g.node(
+            "Add",
+            &v("h"),
+            &[&v("s"), &v("c_reset")],
+            &[&v("h")],
+            vec![],
+        );
         g.outputs.push(value_info(&v("c_next"), &shape));
         hs.push(value_info(&v("h"), &shape));
     }
@@ -380,25 +555,44 @@ fn value_info(name: &str, dims: &[&str]) -> pb::ValueInfoProto {
 }
 
 fn attr(name: &str, ty: AttributeType) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: ty as i32, ..Default::default() }
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: ty as i32,
+        ..Default::default()
+    }
 }
 
 fn int(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto { i: v, ..attr(name, AttributeType::Int) }
+    pb::AttributeProto {
+        i: v,
+        ..attr(name, AttributeType::Int)
+    }
 }
 
 fn float(name: &str, v: f32) -> pb::AttributeProto {
-    pb::AttributeProto { f: v, ..attr(name, AttributeType::Float) }
+    pb::AttributeProto {
+        f: v,
+        ..attr(name, AttributeType::Float)
+    }
 }
 
 fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto { ints: v.to_vec(), ..attr(name, AttributeType::Ints) }
+    pb::AttributeProto {
+        ints: v.to_vec(),
+        ..attr(name, AttributeType::Ints)
+    }
 }
 
 fn tensor_attr(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
-    pb::AttributeProto { t: Some(t), ..attr(name, AttributeType::Tensor) }
+    pb::AttributeProto {
+        t: Some(t),
+        ..attr(name, AttributeType::Tensor)
+    }
 }
 
 fn graph_attr(name: &str, g: pb::GraphProto) -> pb::AttributeProto {
-    pb::AttributeProto { g: Some(g), ..attr(name, AttributeType::Graph) }
+    pb::AttributeProto {
+        g: Some(g),
+        ..attr(name, AttributeType::Graph)
+    }
 }

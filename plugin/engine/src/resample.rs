@@ -4,8 +4,8 @@
 
 use rubato::audioadapter_buffers::direct::SequentialSliceOfVecs;
 use rubato::{
-    Async, Fft, FixedAsync, FixedSync, Indexing, Resampler, SincInterpolationParameters, SincInterpolationType,
-    WindowFunction,
+    Async, Fft, FixedAsync, FixedSync, Indexing, Resampler, SincInterpolationParameters,
+    SincInterpolationType, WindowFunction,
 };
 
 use crate::error::{Error, Result};
@@ -40,7 +40,9 @@ impl StreamResampler {
     /// windowed-sinc converter, aligned to within one output sample.
     pub fn new(from: f64, to: f64, channels: usize) -> Result<Self> {
         if !(from.is_finite() && to.is_finite() && from > 0.0 && to > 0.0) {
-            return Err(Error::Input(format!("cannot resample from {from} Hz to {to} Hz")));
+            return Err(Error::Input(format!(
+                "cannot resample from {from} Hz to {to} Hz"
+            )));
         }
         if channels == 0 {
             return Err(Error::Input("no channels to resample".into()));
@@ -52,7 +54,14 @@ impl StreamResampler {
         let inner: Option<Box<dyn Resampler<f32>>> = if from == to {
             None
         } else if from.fract() == 0.0 && to.fract() == 0.0 {
-            let r = Fft::<f32>::new(from as usize, to as usize, CHUNK, channels, FixedSync::Input).map_err(cannot)?;
+            let r = Fft::<f32>::new(
+                from as usize,
+                to as usize,
+                CHUNK,
+                channels,
+                FixedSync::Input,
+            )
+            .map_err(cannot)?;
             Some(Box::new(r))
         } else {
             let window = WindowFunction::BlackmanHarris2;
@@ -63,17 +72,27 @@ impl StreamResampler {
                 interpolation: SincInterpolationType::Cubic,
                 window,
             };
-            let r = Async::<f32>::new_sinc(ratio, 1.0, &params, CHUNK, channels, FixedAsync::Input).map_err(cannot)?;
+            let r = Async::<f32>::new_sinc(ratio, 1.0, &params, CHUNK, channels, FixedAsync::Input)
+                .map_err(cannot)?;
             Some(Box::new(r))
         };
-        let (skip, out_max) = inner.as_ref().map_or((0, 0), |r| (r.output_delay(), r.output_frames_max()));
+        let (skip, out_max) = inner
+            .as_ref()
+            .map_or((0, 0), |r| (r.output_delay(), r.output_frames_max()));
         let chunk = inner.as_ref().map_or(CHUNK, |r| r.input_frames_max());
         let fft_downsampling = to < from && from.fract() == 0.0 && to.fract() == 0.0;
         // The converter's output is half an input sample early: delay the input by a whole
         // number of output samples plus that half sample, and drop the whole samples.
-        let extra_out = if fft_downsampling { (FractionalDelay::APPROX_TAPS as f64 / 2.0 * ratio).ceil() as usize } else { 0 };
-        let half_sample = fft_downsampling
-            .then(|| (0..channels).map(|_| FractionalDelay::new(extra_out as f64 / ratio + 0.5)).collect::<Vec<_>>());
+        let extra_out = if fft_downsampling {
+            (FractionalDelay::APPROX_TAPS as f64 / 2.0 * ratio).ceil() as usize
+        } else {
+            0
+        };
+        let half_sample = fft_downsampling.then(|| {
+            (0..channels)
+                .map(|_| FractionalDelay::new(extra_out as f64 / ratio + 0.5))
+                .collect::<Vec<_>>()
+        });
         let skip = skip + extra_out;
         Ok(Self {
             inner,
@@ -176,10 +195,14 @@ impl StreamResampler {
     fn convert(&mut self, valid: usize, output: &mut [Vec<f32>]) -> Result<()> {
         let r = self.inner.as_mut().expect("only called when converting");
         let out_max = self.scratch[0].len();
-        let input = SequentialSliceOfVecs::new(&self.pending, self.channels, self.chunk).map_err(resample_error)?;
-        let mut out = SequentialSliceOfVecs::new_mut(&mut self.scratch, self.channels, out_max).map_err(resample_error)?;
+        let input = SequentialSliceOfVecs::new(&self.pending, self.channels, self.chunk)
+            .map_err(resample_error)?;
+        let mut out = SequentialSliceOfVecs::new_mut(&mut self.scratch, self.channels, out_max)
+            .map_err(resample_error)?;
         let indexing = Indexing::new().partial_len(valid);
-        let (_, produced) = r.process_into_buffer(&input, &mut out, Some(&indexing)).map_err(resample_error)?;
+        let (_, produced) = r
+            .process_into_buffer(&input, &mut out, Some(&indexing))
+            .map_err(resample_error)?;
         let skip = self.skip.min(produced);
         self.skip -= skip;
         for (o, s) in output.iter_mut().zip(&self.scratch) {
@@ -213,14 +236,22 @@ impl FractionalDelay {
         let taps: Vec<f64> = (0..n)
             .map(|k| {
                 let x = k as f64 - delay;
-                let sinc = if x == 0.0 { 1.0 } else { (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x) };
+                let sinc = if x == 0.0 {
+                    1.0
+                } else {
+                    (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+                };
                 // Blackman window centred on the delay.
                 let w = std::f64::consts::PI * (x / (n as f64 / 2.0) + 1.0);
                 sinc * (0.42 - 0.5 * w.cos() + 0.08 * (2.0 * w).cos())
             })
             .collect();
         let sum: f64 = taps.iter().sum();
-        Self { taps: taps.iter().map(|t| (t / sum) as f32).collect(), history: vec![0.0; n], at: 0 }
+        Self {
+            taps: taps.iter().map(|t| (t / sum) as f32).collect(),
+            history: vec![0.0; n],
+            at: 0,
+        }
     }
 
     fn push(&mut self, x: f32) -> f32 {
@@ -229,7 +260,9 @@ impl FractionalDelay {
         let newest = self.at;
         self.at = (self.at + 1) % n;
         // taps[k] weighs the sample k steps in the past.
-        (0..n).map(|k| self.taps[k] * self.history[(newest + n - k) % n]).sum()
+        (0..n)
+            .map(|k| self.taps[k] * self.history[(newest + n - k) % n])
+            .sum()
     }
 }
 
@@ -242,7 +275,9 @@ mod tests {
     use super::*;
 
     fn sine(freq: f64, rate: f64, n: usize) -> Vec<f32> {
-        (0..n).map(|i| (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin() as f32 * 0.5).collect()
+        (0..n)
+            .map(|i| (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin() as f32 * 0.5)
+            .collect()
     }
 
     fn run(from: f64, to: f64, input: &[f32], piece: usize) -> Vec<f32> {
@@ -257,15 +292,30 @@ mod tests {
 
     #[test]
     fn output_length_and_alignment_are_exact() {
-        for (from, to) in [(44_100.0, 16_000.0), (16_000.0, 48_000.0), (22_050.0, 16_000.0), (8_000.0, 16_000.0), (16_000.0, 16_000.0), (16_000.0, 44_100.5)] {
+        for (from, to) in [
+            (44_100.0, 16_000.0),
+            (16_000.0, 48_000.0),
+            (22_050.0, 16_000.0),
+            (8_000.0, 16_000.0),
+            (16_000.0, 16_000.0),
+            (16_000.0, 44_100.5),
+        ] {
             let n = 30_001;
             let x = sine(440.0, from, n);
             let y = run(from, to, &x, 777);
-            assert_eq!(y.len(), (n as f64 * to / from).round() as usize, "{from} -> {to}");
+            assert_eq!(
+                y.len(),
+                (n as f64 * to / from).round() as usize,
+                "{from} -> {to}"
+            );
             // A 440 Hz sine stays a 440 Hz sine with the same phase (away from the ends).
             let want = sine(440.0, to, y.len());
             let m = y.len() / 10;
-            let err = y[m..y.len() - m].iter().zip(&want[m..]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let err = y[m..y.len() - m]
+                .iter()
+                .zip(&want[m..])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             // Fractional rates are aligned to within one sample.
             let tolerance = if to.fract() == 0.0 { 1e-3 } else { 0.1 };
             assert!(err < tolerance, "{from} -> {to}: max error {err}");
@@ -275,7 +325,10 @@ mod tests {
     #[test]
     fn piece_size_does_not_change_the_result() {
         let x = sine(1000.0, 44_100.0, 20_000);
-        assert_eq!(run(44_100.0, 16_000.0, &x, 1), run(44_100.0, 16_000.0, &x, 20_000));
+        assert_eq!(
+            run(44_100.0, 16_000.0, &x, 1),
+            run(44_100.0, 16_000.0, &x, 20_000)
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape does not match data");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape does not match data"
+        );
         Self { shape, data }
     }
 }
@@ -35,8 +39,7 @@ impl TensorFile {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&bytes)
-            .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
+        Self::parse(&bytes).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
     }
 
     /// Parses safetensors bytes.
@@ -57,13 +60,20 @@ impl TensorFile {
                 .collect();
             tensors.insert(name, Tensor::new(view.shape().to_vec(), data));
         }
-        let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+        let metadata = meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         Ok(Self { tensors, metadata })
     }
 
     /// The tensor called `name`, or an error naming it.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| Error::Weights(format!("missing tensor {name}")))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::Weights(format!("missing tensor {name}")))
     }
 }
 
@@ -99,11 +109,16 @@ impl Weights {
                 )));
             }
             if let Some(bad) = t.data.iter().find(|v| !v.is_finite()) {
-                return Err(Error::Weights(format!("{name} holds a non-finite value ({bad})")));
+                return Err(Error::Weights(format!(
+                    "{name} holds a non-finite value ({bad})"
+                )));
             }
             kept.insert(name, t);
         }
-        Ok(Self { config, tensors: kept })
+        Ok(Self {
+            config,
+            tensors: kept,
+        })
     }
 
     /// Reads weights from a safetensors file (training checkpoint or reference file), inferring
@@ -111,8 +126,8 @@ impl Weights {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = TensorFile::read(path)?;
-        let config = infer_config(&file)
-            .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
+        let config =
+            infer_config(&file).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))?;
         Self::new(config, file.tensors)
             .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
     }
@@ -120,7 +135,9 @@ impl Weights {
     /// The parameter called `name`. Panics on a name the configuration does not have: those
     /// are programming errors, since [`Weights::new`] checked every parameter.
     pub fn tensor(&self, name: &str) -> &Tensor {
-        self.tensors.get(name).unwrap_or_else(|| panic!("no parameter {name}"))
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
     }
 
     /// All parameters by name.
@@ -134,13 +151,21 @@ impl Weights {
 pub fn infer_config(file: &TensorFile) -> Result<ModelConfig> {
     let conv = file.get("conv.weight")?;
     let [channels, 1, kernel] = conv.shape[..] else {
-        return Err(Error::Weights(format!("conv.weight has shape {:?}", conv.shape)));
+        return Err(Error::Weights(format!(
+            "conv.weight has shape {:?}",
+            conv.shape
+        )));
     };
     let layers = (0..)
-        .take_while(|i| file.tensors.contains_key(&format!("sru.rnn_lst.{i}.weight")))
+        .take_while(|i| {
+            file.tensors
+                .contains_key(&format!("sru.rnn_lst.{i}.weight"))
+        })
         .count();
     if layers == 0 {
-        return Err(Error::Weights("no SRU layers (sru.rnn_lst.0.weight missing)".into()));
+        return Err(Error::Weights(
+            "no SRU layers (sru.rnn_lst.0.weight missing)".into(),
+        ));
     }
     let outfc = file.get("outfc.weight")?;
     let width = *outfc.shape.get(1).unwrap_or(&0);
@@ -154,7 +179,9 @@ pub fn infer_config(file: &TensorFile) -> Result<ModelConfig> {
         _ => MaskKind::Linear,
     };
     let sample_rate = match file.metadata.get("sample_rate") {
-        Some(s) => s.parse().map_err(|_| Error::Weights(format!("bad sample_rate {s}")))?,
+        Some(s) => s
+            .parse()
+            .map_err(|_| Error::Weights(format!("bad sample_rate {s}")))?,
         None => 16_000,
     };
     let config = ModelConfig {

@@ -18,12 +18,18 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU supports.
     pub fn best() -> Self {
-        Self::available().into_iter().last().unwrap_or(Kernel::Scalar)
+        Self::available()
+            .into_iter()
+            .last()
+            .unwrap_or(Kernel::Scalar)
     }
 
     /// Every kernel this CPU can run, slowest first.
     pub fn available() -> Vec<Self> {
-        [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512].into_iter().filter(|k| k.is_supported()).collect()
+        [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .collect()
     }
 
     /// Whether this CPU can run the kernel.
@@ -73,14 +79,32 @@ impl Recurrence<'_> {
     /// supported by this CPU.
     pub fn run(&self, kernel: Kernel, c: &mut [f32], h: &mut [f32]) {
         let seq = self.steps * self.batch * self.hidden;
-        for (name, len) in [("u0", self.u0.len()), ("u1", self.u1.len()), ("u2", self.u2.len()), ("skip", self.skip.len()), ("h", h.len())] {
+        for (name, len) in [
+            ("u0", self.u0.len()),
+            ("u1", self.u1.len()),
+            ("u2", self.u2.len()),
+            ("skip", self.skip.len()),
+            ("h", h.len()),
+        ] {
             assert_eq!(len, seq, "{name} must hold steps * batch * hidden values");
         }
-        for (name, len) in [("v_f", self.v_f.len()), ("v_r", self.v_r.len()), ("b_f", self.b_f.len()), ("b_r", self.b_r.len())] {
+        for (name, len) in [
+            ("v_f", self.v_f.len()),
+            ("v_r", self.v_r.len()),
+            ("b_f", self.b_f.len()),
+            ("b_r", self.b_r.len()),
+        ] {
             assert_eq!(len, self.hidden, "{name} must hold hidden values");
         }
-        assert_eq!(c.len(), self.batch * self.hidden, "c must hold batch * hidden values");
-        assert!(kernel.is_supported(), "{kernel:?} is not supported by this CPU");
+        assert_eq!(
+            c.len(),
+            self.batch * self.hidden,
+            "c must hold batch * hidden values"
+        );
+        assert!(
+            kernel.is_supported(),
+            "{kernel:?} is not supported by this CPU"
+        );
         for b in 0..self.batch {
             let c = &mut c[b * self.hidden..(b + 1) * self.hidden];
             match kernel {
@@ -99,7 +123,11 @@ impl Recurrence<'_> {
     /// Index of step `i` of the walk (which runs backwards in time when reversed).
     #[inline(always)]
     fn step(&self, i: usize) -> usize {
-        if self.reverse { self.steps - 1 - i } else { i }
+        if self.reverse {
+            self.steps - 1 - i
+        } else {
+            i
+        }
     }
 }
 
@@ -108,6 +136,7 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 /// Units `from..to` of batch item `b`, one at a time. `c` holds this batch item's state.
+#[allow(clippy::needless_range_loop)] // several arrays share each index
 fn scalar(r: &Recurrence, b: usize, from: usize, to: usize, c: &mut [f32], h: &mut [f32]) {
     let row = r.batch * r.hidden;
     for j in from..to {
@@ -190,13 +219,25 @@ mod x86 {
     }
 
     /// Units `j0 .. j0 + G * N` of batch item `b` through every step.
+    #[allow(clippy::needless_range_loop)] // several arrays share each index
     #[inline(always)]
-    unsafe fn block<V: Lanes, const G: usize>(r: &Recurrence, b: usize, j0: usize, c: &mut [f32], h: &mut [f32]) {
+    unsafe fn block<V: Lanes, const G: usize>(
+        r: &Recurrence,
+        b: usize,
+        j0: usize,
+        c: &mut [f32],
+        h: &mut [f32],
+    ) {
         let row = r.batch * r.hidden;
         let base = b * r.hidden + j0;
         let lane = |g: usize| g * V::N;
         let mut cs = [V::splat(0.0); G];
-        let (mut vf, mut vr, mut bf, mut br) = ([V::splat(0.0); G], [V::splat(0.0); G], [V::splat(0.0); G], [V::splat(0.0); G]);
+        let (mut vf, mut vr, mut bf, mut br) = (
+            [V::splat(0.0); G],
+            [V::splat(0.0); G],
+            [V::splat(0.0); G],
+            [V::splat(0.0); G],
+        );
         for g in 0..G {
             cs[g] = V::load(c.as_ptr().add(j0 + lane(g)));
             vf[g] = V::load(r.v_f.as_ptr().add(j0 + lane(g)));
@@ -204,7 +245,13 @@ mod x86 {
             bf[g] = V::load(r.b_f.as_ptr().add(j0 + lane(g)));
             br[g] = V::load(r.b_r.as_ptr().add(j0 + lane(g)));
         }
-        let (u0, u1, u2, s, out) = (r.u0.as_ptr(), r.u1.as_ptr(), r.u2.as_ptr(), r.skip.as_ptr(), h.as_mut_ptr());
+        let (u0, u1, u2, s, out) = (
+            r.u0.as_ptr(),
+            r.u1.as_ptr(),
+            r.u2.as_ptr(),
+            r.skip.as_ptr(),
+            h.as_mut_ptr(),
+        );
         for i in 0..r.steps {
             let at = r.step(i) * row + base;
             for g in 0..G {
@@ -238,31 +285,57 @@ mod x86 {
     impl Lanes for Avx2 {
         const N: usize = 8;
         #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self { Self(_mm256_loadu_ps(p)) }
+        unsafe fn load(p: *const f32) -> Self {
+            Self(_mm256_loadu_ps(p))
+        }
         #[inline(always)]
-        unsafe fn store(self, p: *mut f32) { _mm256_storeu_ps(p, self.0) }
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
         #[inline(always)]
-        unsafe fn splat(v: f32) -> Self { Self(_mm256_set1_ps(v)) }
+        unsafe fn splat(v: f32) -> Self {
+            Self(_mm256_set1_ps(v))
+        }
         #[inline(always)]
-        unsafe fn add(self, o: Self) -> Self { Self(_mm256_add_ps(self.0, o.0)) }
+        unsafe fn add(self, o: Self) -> Self {
+            Self(_mm256_add_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn sub(self, o: Self) -> Self { Self(_mm256_sub_ps(self.0, o.0)) }
+        unsafe fn sub(self, o: Self) -> Self {
+            Self(_mm256_sub_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn mul(self, o: Self) -> Self { Self(_mm256_mul_ps(self.0, o.0)) }
+        unsafe fn mul(self, o: Self) -> Self {
+            Self(_mm256_mul_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn mul_add(self, a: Self, b: Self) -> Self { Self(_mm256_fmadd_ps(self.0, a.0, b.0)) }
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+            Self(_mm256_fmadd_ps(self.0, a.0, b.0))
+        }
         #[inline(always)]
-        unsafe fn div(self, o: Self) -> Self { Self(_mm256_div_ps(self.0, o.0)) }
+        unsafe fn div(self, o: Self) -> Self {
+            Self(_mm256_div_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn max(self, o: Self) -> Self { Self(_mm256_max_ps(self.0, o.0)) }
+        unsafe fn max(self, o: Self) -> Self {
+            Self(_mm256_max_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn min(self, o: Self) -> Self { Self(_mm256_min_ps(self.0, o.0)) }
+        unsafe fn min(self, o: Self) -> Self {
+            Self(_mm256_min_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn round(self) -> Self { Self(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)) }
+        unsafe fn round(self) -> Self {
+            Self(_mm256_round_ps::<
+                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+            >(self.0))
+        }
         #[inline(always)]
         unsafe fn pow2i(self) -> Self {
             let n = _mm256_cvtps_epi32(self.0);
-            Self(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127)))))
+            Self(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(
+                _mm256_add_epi32(n, _mm256_set1_epi32(127)),
+            )))
         }
     }
 
@@ -272,31 +345,57 @@ mod x86 {
     impl Lanes for Avx512 {
         const N: usize = 16;
         #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self { Self(_mm512_loadu_ps(p)) }
+        unsafe fn load(p: *const f32) -> Self {
+            Self(_mm512_loadu_ps(p))
+        }
         #[inline(always)]
-        unsafe fn store(self, p: *mut f32) { _mm512_storeu_ps(p, self.0) }
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
+        }
         #[inline(always)]
-        unsafe fn splat(v: f32) -> Self { Self(_mm512_set1_ps(v)) }
+        unsafe fn splat(v: f32) -> Self {
+            Self(_mm512_set1_ps(v))
+        }
         #[inline(always)]
-        unsafe fn add(self, o: Self) -> Self { Self(_mm512_add_ps(self.0, o.0)) }
+        unsafe fn add(self, o: Self) -> Self {
+            Self(_mm512_add_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn sub(self, o: Self) -> Self { Self(_mm512_sub_ps(self.0, o.0)) }
+        unsafe fn sub(self, o: Self) -> Self {
+            Self(_mm512_sub_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn mul(self, o: Self) -> Self { Self(_mm512_mul_ps(self.0, o.0)) }
+        unsafe fn mul(self, o: Self) -> Self {
+            Self(_mm512_mul_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn mul_add(self, a: Self, b: Self) -> Self { Self(_mm512_fmadd_ps(self.0, a.0, b.0)) }
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+            Self(_mm512_fmadd_ps(self.0, a.0, b.0))
+        }
         #[inline(always)]
-        unsafe fn div(self, o: Self) -> Self { Self(_mm512_div_ps(self.0, o.0)) }
+        unsafe fn div(self, o: Self) -> Self {
+            Self(_mm512_div_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn max(self, o: Self) -> Self { Self(_mm512_max_ps(self.0, o.0)) }
+        unsafe fn max(self, o: Self) -> Self {
+            Self(_mm512_max_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn min(self, o: Self) -> Self { Self(_mm512_min_ps(self.0, o.0)) }
+        unsafe fn min(self, o: Self) -> Self {
+            Self(_mm512_min_ps(self.0, o.0))
+        }
         #[inline(always)]
-        unsafe fn round(self) -> Self { Self(_mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)) }
+        unsafe fn round(self) -> Self {
+            Self(_mm512_roundscale_ps::<
+                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+            >(self.0))
+        }
         #[inline(always)]
         unsafe fn pow2i(self) -> Self {
             let n = _mm512_cvtps_epi32(self.0);
-            Self(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127)))))
+            Self(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
+                _mm512_add_epi32(n, _mm512_set1_epi32(127)),
+            )))
         }
     }
 }
@@ -316,19 +415,47 @@ mod tests {
     fn case(steps: usize, batch: usize, hidden: usize, seed: u64) -> Case {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let seq = steps * batch * hidden;
-        let mut v = |n: usize, scale: f32| (0..n).map(|_| rng.random_range(-scale..scale)).collect::<Vec<_>>();
+        let mut v = |n: usize, scale: f32| {
+            (0..n)
+                .map(|_| rng.random_range(-scale..scale))
+                .collect::<Vec<_>>()
+        };
         Case {
             steps,
             batch,
             hidden,
-            data: [v(seq, 2.0), v(seq, 3.0), v(seq, 3.0), v(seq, 1.0), v(hidden, 1.0), v(hidden, 1.0), v(hidden, 0.5), v(hidden, 0.5)],
+            data: [
+                v(seq, 2.0),
+                v(seq, 3.0),
+                v(seq, 3.0),
+                v(seq, 1.0),
+                v(hidden, 1.0),
+                v(hidden, 1.0),
+                v(hidden, 0.5),
+                v(hidden, 0.5),
+            ],
         }
     }
 
     fn run(case: &Case, kernel: Kernel, reverse: bool) -> (Vec<f32>, Vec<f32>) {
         let [u0, u1, u2, skip, v_f, v_r, b_f, b_r] = &case.data;
-        let r = Recurrence { steps: case.steps, batch: case.batch, hidden: case.hidden, reverse, u0, u1, u2, skip, v_f, v_r, b_f, b_r };
-        let mut c: Vec<f32> = (0..case.batch * case.hidden).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        let r = Recurrence {
+            steps: case.steps,
+            batch: case.batch,
+            hidden: case.hidden,
+            reverse,
+            u0,
+            u1,
+            u2,
+            skip,
+            v_f,
+            v_r,
+            b_f,
+            b_r,
+        };
+        let mut c: Vec<f32> = (0..case.batch * case.hidden)
+            .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+            .collect();
         let mut h = vec![f32::NAN; case.steps * case.batch * case.hidden];
         r.run(kernel, &mut c, &mut h);
         (c, h)
@@ -352,8 +479,17 @@ mod tests {
     fn reverse_runs_backwards_in_time() {
         // Reversing the sequence and running forwards equals running reversed.
         let case = case(9, 2, 5, 2);
-        let flip = |v: &Vec<f32>| v.chunks(case.batch * case.hidden).rev().flatten().copied().collect::<Vec<_>>();
-        let mut flipped = Case { data: case.data.clone(), ..case };
+        let flip = |v: &Vec<f32>| {
+            v.chunks(case.batch * case.hidden)
+                .rev()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        let mut flipped = Case {
+            data: case.data.clone(),
+            ..case
+        };
         for i in 0..4 {
             flipped.data[i] = flip(&case.data[i]);
         }
@@ -368,14 +504,30 @@ mod tests {
         let kernels = Kernel::available();
         eprintln!("kernels on this CPU: {kernels:?}");
         // Sizes around the vector widths and group sizes, odd ones included.
-        for (seed, &(steps, batch, hidden)) in [(1, 1, 1), (7, 1, 3), (13, 2, 8), (5, 3, 17), (21, 2, 31), (8, 1, 64), (17, 2, 100), (6, 2, 257), (40, 1, 512)].iter().enumerate() {
+        for (seed, &(steps, batch, hidden)) in [
+            (1, 1, 1),
+            (7, 1, 3),
+            (13, 2, 8),
+            (5, 3, 17),
+            (21, 2, 31),
+            (8, 1, 64),
+            (17, 2, 100),
+            (6, 2, 257),
+            (40, 1, 512),
+        ]
+        .iter()
+        .enumerate()
+        {
             let case = case(steps, batch, hidden, seed as u64 + 10);
             for reverse in [false, true] {
                 let (c_ref, h_ref) = run(&case, Kernel::Scalar, reverse);
                 for &k in &kernels {
                     let (c, h) = run(&case, k, reverse);
                     for (a, b) in c.iter().zip(&c_ref).chain(h.iter().zip(&h_ref)) {
-                        assert!((a - b).abs() <= 2e-6 * (1.0 + b.abs()), "{k:?} {steps}x{batch}x{hidden} reverse={reverse}: {a} vs {b}");
+                        assert!(
+                            (a - b).abs() <= 2e-6 * (1.0 + b.abs()),
+                            "{k:?} {steps}x{batch}x{hidden} reverse={reverse}: {a} vs {b}"
+                        );
                     }
                 }
             }

@@ -1,0 +1,85 @@
+//! `cargo xtask test`: the whole test suite, with its set-up.
+//!
+//! Installs what the tests need and nothing else does (a Python venv with onnx and
+//! onnxruntime, pinned in tests/python/requirements.txt), then runs every test of the
+//! workspace in release mode (the reference cases are slow unoptimised).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Extra arguments for `cargo test` (after `--`).
+    #[arg(last = true)]
+    cargo_args: Vec<String>,
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Creates (or updates) `.venv` with the pinned test requirements; returns its Python.
+fn python_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    let requirements = root.join("tests/python/requirements.txt");
+    let stamp = venv.join(".requirements");
+    let wanted = std::fs::read_to_string(&requirements)?;
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted) {
+        return Ok(python);
+    }
+    let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if !python.exists() {
+        if Command::new(&system)
+            .args(["-m", "venv", "--help"])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            // Debian's python3 keeps venv in a separate package.
+            status(Command::new("apt-get").arg("update").arg("-q"))?;
+            status(Command::new("apt-get").args(["install", "-y", "-q", "python3-venv"]))?;
+        }
+        status(Command::new(&system).args(["-m", "venv"]).arg(&venv))?;
+    }
+    status(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+    )?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(python)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has a parent")?
+        .to_path_buf();
+    let python = python_venv(&root)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    status(
+        Command::new(cargo)
+            .current_dir(&root)
+            .args(["test", "--workspace", "--release"])
+            .args(&args.cargo_args)
+            .env("WAVECRN_PYTHON", &python)
+            .env("WAVECRN_REQUIRE_ONNX_CHECK", "1"),
+    )
+}
