@@ -71,6 +71,13 @@ fn write_wav(path: &Path, spec: hound::WavSpec, frames: &[Vec<f32>]) {
     w.finalize().unwrap();
 }
 
+const PCM16_MONO: hound::WavSpec = hound::WavSpec {
+    channels: 1,
+    sample_rate: 16_000,
+    bits_per_sample: 16,
+    sample_format: hound::SampleFormat::Int,
+};
+
 fn read_wav(path: &Path) -> (hound::WavSpec, Vec<Vec<f32>>) {
     let mut r = hound::WavReader::open(path).unwrap();
     let spec = r.spec();
@@ -208,10 +215,9 @@ fn nan_and_inf_in_float_input_do_not_reach_the_output() {
     write_wav(
         &input,
         hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
             bits_per_sample: 32,
             sample_format: hound::SampleFormat::Float,
+            ..PCM16_MONO
         },
         &[x],
     );
@@ -239,13 +245,7 @@ fn a_long_file_runs_in_bounded_memory() {
     let minutes = 40;
     let n = minutes * 60 * 16_000;
     {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(&input, spec).unwrap();
+        let mut w = hound::WavWriter::create(&input, PCM16_MONO).unwrap();
         let mut i16w = w.get_i16_writer(n as u32);
         // Generated as it is written: the test process must stay small, since a spawned
         // child's peak memory counts what it shared with its parent before exec.
@@ -300,16 +300,7 @@ fn a_long_file_runs_in_bounded_memory() {
 fn an_existing_output_is_refused_without_force() {
     let dir = scratch("exists");
     let input = dir.join("in.wav");
-    write_wav(
-        &input,
-        hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        },
-        &[noise(4000, 2)],
-    );
+    write_wav(&input, PCM16_MONO, &[noise(4000, 2)]);
     let output = dir.join("out.wav");
     std::fs::write(&output, b"precious").unwrap();
     let out = run(&[
@@ -388,16 +379,7 @@ fn unreadable_input_is_a_clear_error_and_writes_nothing() {
 fn a_corrupt_or_foreign_model_is_a_clear_error() {
     let dir = scratch("model");
     let input = dir.join("in.wav");
-    write_wav(
-        &input,
-        hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        },
-        &[noise(4000, 2)],
-    );
+    write_wav(&input, PCM16_MONO, &[noise(4000, 2)]);
     let good = std::fs::read(model_path()).unwrap();
     let truncated = dir.join("truncated.onnx");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();

@@ -27,6 +27,17 @@ impl std::hash::Hash for Kernel {
     }
 }
 
+impl SruRecurrence {
+    fn check_arity(&self, inputs: usize) -> TractResult<()> {
+        let want = 9 * self.directions;
+        ensure!(
+            inputs == want,
+            "SruRecurrence takes {want} inputs, got {inputs}"
+        );
+        Ok(())
+    }
+}
+
 impl Op for SruRecurrence {
     fn name(&self) -> StaticName {
         "SruRecurrence".into()
@@ -39,12 +50,7 @@ impl EvalOp for SruRecurrence {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let d = self.directions;
-        ensure!(
-            inputs.len() == 9 * d,
-            "SruRecurrence takes {} inputs, got {}",
-            9 * d,
-            inputs.len()
-        );
+        self.check_arity(inputs.len())?;
         let shape = inputs[d].shape();
         ensure!(
             shape.len() == 3,
@@ -113,12 +119,7 @@ impl EvalOp for SruRecurrence {
 impl TypedOp for SruRecurrence {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let d = self.directions;
-        ensure!(
-            inputs.len() == 9 * d,
-            "SruRecurrence takes {} inputs, got {}",
-            9 * d,
-            inputs.len()
-        );
+        self.check_arity(inputs.len())?;
         let mut facts: TVec<TypedFact> =
             (0..d).map(|i| f32::fact(inputs[i].shape.clone())).collect();
         facts.extend((0..d).map(|i| f32::fact(inputs[d + 4 * i].shape.clone())));
