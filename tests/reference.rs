@@ -53,6 +53,14 @@ fn check_case(path: &Path) {
             },
         )
         .unwrap();
+        let ops = model.operators();
+        let count = |name: &str| ops.iter().filter(|o| o.as_str() == name).count();
+        match recurrence {
+            RecurrencePath::Scan => assert_eq!(count("Scan"), layers, "{ops:?}"),
+            RecurrencePath::Fused(_) => {
+                assert_eq!((count("SruRecurrence"), count("Scan")), (layers, 0), "{ops:?}")
+            }
+        }
         let outputs = model.run_raw(&input.data, batch).unwrap();
         let mut worst = 0f32;
         for ((shape, got), name) in outputs
