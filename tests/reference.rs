@@ -58,7 +58,11 @@ fn check_case(path: &Path) {
         match recurrence {
             RecurrencePath::Scan => assert_eq!(count("Scan"), layers, "{ops:?}"),
             RecurrencePath::Fused(_) => {
-                assert_eq!((count("SruRecurrence"), count("Scan")), (layers, 0), "{ops:?}")
+                assert_eq!(
+                    (count("SruRecurrence"), count("Scan")),
+                    (layers, 0),
+                    "{ops:?}"
+                )
             }
         }
         let outputs = model.run_raw(&input.data, batch).unwrap();

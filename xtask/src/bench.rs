@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::sru::kernel::{Layout, Seq};
 use wavecrn_engine::sru::{Kernel, Recurrence};
 use wavecrn_engine::{LoadOptions, Model, ModelConfig, RecurrencePath, Tensor, Weights};
 
@@ -125,6 +126,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
+    // What the matrix products cost at best: this core's FMA peak against the model's
+    // multiply-adds, a floor no f32 engine on one thread can go below.
+    let macs = multiply_adds(&cfg, samples);
+    if let Some(peak) = fma_peak() {
+        println!(
+            "core FMA peak {:.1} GMAC/s; the model needs {:.2} GMAC for this audio: at 100 % of peak, real-time factor {:.4}",
+            peak / 1e9,
+            macs / 1e9,
+            macs / peak / audio_s
+        );
+    }
+
     // The recurrence alone: one paper layer (both directions) over the same number of frames.
     let steps = cfg.frames(samples);
     let hidden = cfg.hidden();
@@ -135,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for kernel in Kernel::available() {
         let mut c = vec![0.0; hidden];
         let mut h = vec![0.0; steps * hidden];
+        let layout = Layout::contiguous(1, hidden);
         let t = time(args.runs * 4, || {
             for reverse in [false, true] {
                 let r = Recurrence {
@@ -142,16 +156,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     batch: 1,
                     hidden,
                     reverse,
-                    u0: &seq[0],
-                    u1: &seq[1],
-                    u2: &seq[2],
-                    skip: &seq[3],
+                    u0: Seq {
+                        data: &seq[0],
+                        layout,
+                    },
+                    u1: Seq {
+                        data: &seq[1],
+                        layout,
+                    },
+                    u2: Seq {
+                        data: &seq[2],
+                        layout,
+                    },
+                    skip: Seq {
+                        data: &seq[3],
+                        layout,
+                    },
                     v_f: &w[0],
                     v_r: &w[1],
                     b_f: &w[2],
                     b_r: &w[3],
                 };
-                r.run(kernel, &mut c, &mut h);
+                r.run(kernel, &mut c, &mut h, layout);
             }
         });
         let unit_steps = (2 * steps * hidden) as f64;
@@ -165,4 +191,60 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Multiply-adds of one forward pass over `samples` samples (convolutions and matrix products).
+fn multiply_adds(cfg: &ModelConfig, samples: usize) -> f64 {
+    let frames = cfg.frames(samples) as f64;
+    let per_frame: usize = (0..cfg.layers)
+        .map(|i| {
+            let l = cfg.layer(i);
+            l.input * l.directions * l.hidden * l.k
+        })
+        .sum::<usize>()
+        + cfg.channels * cfg.directions * cfg.hidden()
+        + 2 * cfg.channels * cfg.kernel;
+    per_frame as f64 * frames
+}
+
+/// Multiply-adds per second one core sustains with 8-lane FMA on independent registers.
+#[cfg(target_arch = "x86_64")]
+fn fma_peak() -> Option<f64> {
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        return None;
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn spin(iters: u64) -> f32 {
+        use std::arch::x86_64::*;
+        // Inputs the compiler cannot see through; ten chains hide the FMA latency.
+        let b = _mm256_set1_ps(std::hint::black_box(0.999_999));
+        let c = _mm256_set1_ps(std::hint::black_box(1e-7));
+        let mut acc = [_mm256_set1_ps(std::hint::black_box(0.1)); 10];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm256_fmadd_ps(*a, b, c);
+            }
+        }
+        let acc = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, a| _mm256_add_ps(s, *a));
+        let mut out = [0.0; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        out[0]
+    }
+    let iters = 50_000_000;
+    let best = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            // SAFETY: the CPU features were checked above.
+            std::hint::black_box(unsafe { spin(iters) });
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    Some(iters as f64 * 10.0 * 8.0 / best)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_peak() -> Option<f64> {
+    None
 }

@@ -184,7 +184,12 @@ impl Model {
     /// The operator of every node in the optimised graph, by name (`SruRecurrence`, `Scan`,
     /// ...): shows which recurrence path a model actually runs.
     pub fn operators(&self) -> Vec<String> {
-        self.plan.model().nodes().iter().map(|n| n.op.name().to_string()).collect()
+        self.plan
+            .model()
+            .nodes()
+            .iter()
+            .map(|n| n.op.name().to_string())
+            .collect()
     }
 
     /// Names of the taps this model was loaded with, in output order after the main output.

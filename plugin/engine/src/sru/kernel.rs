@@ -5,7 +5,7 @@
 //! sigmoid's latency chain of one block overlaps the others'.
 
 /// Which implementation runs the recurrence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// Plain Rust, one unit at a time: the reference every other kernel is tested against.
     Scalar,
@@ -46,11 +46,52 @@ impl Kernel {
     }
 }
 
+/// Where a time-major sequence's elements sit in a buffer: element `j` of batch item `b` at
+/// step `t` is at `offset + t * t_stride + b * b_stride + j`. Lets the kernel read its gates
+/// straight out of the layer's U matrix and write each direction into the joined output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub offset: usize,
+    pub t_stride: usize,
+    pub b_stride: usize,
+}
+
+impl Layout {
+    /// A plain `(steps, batch, hidden)` array.
+    pub fn contiguous(batch: usize, hidden: usize) -> Self {
+        Self {
+            offset: 0,
+            t_stride: batch * hidden,
+            b_stride: hidden,
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, t: usize, b: usize) -> usize {
+        self.offset + t * self.t_stride + b * self.b_stride
+    }
+
+    /// Elements a buffer needs for `steps x batch x hidden` of this layout.
+    fn span(&self, steps: usize, batch: usize, hidden: usize) -> usize {
+        if steps == 0 || batch == 0 {
+            0
+        } else {
+            self.at(steps - 1, batch - 1) + hidden
+        }
+    }
+}
+
+/// A time-major sequence in a buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Seq<'a> {
+    pub data: &'a [f32],
+    pub layout: Layout,
+}
+
 /// One direction of one SRU layer over a whole sequence.
 ///
-/// The sequences are time-major, `(steps, batch, hidden)`, contiguous; the weights are
-/// `(hidden)`. With `reverse` the recurrence runs from the last step to the first, and `h[t]`
-/// still belongs to step `t`.
+/// The weights are `(hidden)`. With `reverse` the recurrence runs from the last step to the
+/// first, and `h` at step `t` still belongs to step `t`.
 #[derive(Clone, Copy, Debug)]
 pub struct Recurrence<'a> {
     pub steps: usize,
@@ -58,13 +99,13 @@ pub struct Recurrence<'a> {
     pub hidden: usize,
     pub reverse: bool,
     /// Candidate cell value.
-    pub u0: &'a [f32],
+    pub u0: Seq<'a>,
     /// Forget-gate input.
-    pub u1: &'a [f32],
+    pub u1: Seq<'a>,
     /// Reset-gate input.
-    pub u2: &'a [f32],
+    pub u2: Seq<'a>,
     /// Highway (skip) input.
-    pub skip: &'a [f32],
+    pub skip: Seq<'a>,
     pub v_f: &'a [f32],
     pub v_r: &'a [f32],
     pub b_f: &'a [f32],
@@ -73,47 +114,53 @@ pub struct Recurrence<'a> {
 
 impl Recurrence<'_> {
     /// Runs the recurrence. `c` is `(batch, hidden)`: the initial state on entry, the state
-    /// after the last processed step on return. `h` receives `(steps, batch, hidden)`.
+    /// after the last processed step on return. The hidden outputs go to `h` at `h_layout`.
     ///
-    /// Panics if a slice's length does not match the shape, or if the kernel is not
-    /// supported by this CPU.
-    pub fn run(&self, kernel: Kernel, c: &mut [f32], h: &mut [f32]) {
-        let seq = self.steps * self.batch * self.hidden;
-        for (name, len) in [
-            ("u0", self.u0.len()),
-            ("u1", self.u1.len()),
-            ("u2", self.u2.len()),
-            ("skip", self.skip.len()),
-            ("h", h.len()),
+    /// Panics if a buffer is too short for its layout, or if the kernel is not supported by
+    /// this CPU.
+    pub fn run(&self, kernel: Kernel, c: &mut [f32], h: &mut [f32], h_layout: Layout) {
+        let (steps, batch, hidden) = (self.steps, self.batch, self.hidden);
+        for (name, s) in [
+            ("u0", &self.u0),
+            ("u1", &self.u1),
+            ("u2", &self.u2),
+            ("skip", &self.skip),
         ] {
-            assert_eq!(len, seq, "{name} must hold steps * batch * hidden values");
+            assert!(
+                s.data.len() >= s.layout.span(steps, batch, hidden),
+                "{name} is too short for its layout"
+            );
         }
+        assert!(
+            h.len() >= h_layout.span(steps, batch, hidden),
+            "h is too short for its layout"
+        );
         for (name, len) in [
             ("v_f", self.v_f.len()),
             ("v_r", self.v_r.len()),
             ("b_f", self.b_f.len()),
             ("b_r", self.b_r.len()),
         ] {
-            assert_eq!(len, self.hidden, "{name} must hold hidden values");
+            assert_eq!(len, hidden, "{name} must hold hidden values");
         }
-        assert_eq!(
-            c.len(),
-            self.batch * self.hidden,
-            "c must hold batch * hidden values"
-        );
+        assert_eq!(c.len(), batch * hidden, "c must hold batch * hidden values");
         assert!(
             kernel.is_supported(),
             "{kernel:?} is not supported by this CPU"
         );
-        for b in 0..self.batch {
-            let c = &mut c[b * self.hidden..(b + 1) * self.hidden];
+        for b in 0..batch {
+            let c = &mut c[b * hidden..(b + 1) * hidden];
+            let out = Out {
+                data: h,
+                layout: h_layout,
+            };
             match kernel {
-                Kernel::Scalar => scalar(self, b, 0, self.hidden, c, h),
-                // SAFETY: support was checked above; slice lengths were checked above.
+                Kernel::Scalar => scalar(self, b, 0, hidden, c, out),
+                // SAFETY: support and every buffer's extent were checked above.
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2 => unsafe { x86::avx2(self, b, c, h) },
+                Kernel::Avx2 => unsafe { x86::avx2(self, b, c, out) },
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx512 => unsafe { x86::avx512(self, b, c, h) },
+                Kernel::Avx512 => unsafe { x86::avx512(self, b, c, out) },
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!(),
             }
@@ -131,22 +178,30 @@ impl Recurrence<'_> {
     }
 }
 
+/// The output buffer and its layout.
+struct Out<'a> {
+    data: &'a mut [f32],
+    layout: Layout,
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
 /// Units `from..to` of batch item `b`, one at a time. `c` holds this batch item's state.
 #[allow(clippy::needless_range_loop)] // several arrays share each index
-fn scalar(r: &Recurrence, b: usize, from: usize, to: usize, c: &mut [f32], h: &mut [f32]) {
-    let row = r.batch * r.hidden;
+fn scalar(r: &Recurrence, b: usize, from: usize, to: usize, c: &mut [f32], h: Out) {
+    let get = |s: &Seq, t: usize, j: usize| s.data[s.layout.at(t, b) + j];
     for j in from..to {
         let mut cj = c[j];
         for i in 0..r.steps {
-            let at = r.step(i) * row + b * r.hidden + j;
-            let f = sigmoid(r.u1[at] + r.b_f[j] + r.v_f[j] * cj);
-            let g = sigmoid(r.u2[at] + r.b_r[j] + r.v_r[j] * cj);
-            cj = r.u0[at] + (cj - r.u0[at]) * f;
-            h[at] = r.skip[at] + (cj - r.skip[at]) * g;
+            let t = r.step(i);
+            let u0 = get(&r.u0, t, j);
+            let f = sigmoid(get(&r.u1, t, j) + r.b_f[j] + r.v_f[j] * cj);
+            let g = sigmoid(get(&r.u2, t, j) + r.b_r[j] + r.v_r[j] * cj);
+            cj = u0 + (cj - u0) * f;
+            let s = get(&r.skip, t, j);
+            h.data[h.layout.at(t, b) + j] = s + (cj - s) * g;
         }
         c[j] = cj;
     }
@@ -154,7 +209,7 @@ fn scalar(r: &Recurrence, b: usize, from: usize, to: usize, c: &mut [f32], h: &m
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{scalar, Recurrence};
+    use super::{scalar, Out, Recurrence};
     use std::arch::x86_64::*;
 
     /// The vector operations the generic kernel needs.
@@ -205,14 +260,14 @@ mod x86 {
 
     /// Batch item `b`, all units: groups of GROUP vectors, then single vectors, then scalars.
     #[inline(always)]
-    unsafe fn run<V: Lanes>(r: &Recurrence, b: usize, c: &mut [f32], h: &mut [f32]) {
+    unsafe fn run<V: Lanes>(r: &Recurrence, b: usize, c: &mut [f32], mut h: Out) {
         let mut j = 0;
         while j + GROUP * V::N <= r.hidden {
-            block::<V, GROUP>(r, b, j, c, h);
+            block::<V, GROUP>(r, b, j, c, &mut h);
             j += GROUP * V::N;
         }
         while j + V::N <= r.hidden {
-            block::<V, 1>(r, b, j, c, h);
+            block::<V, 1>(r, b, j, c, &mut h);
             j += V::N;
         }
         scalar(r, b, j, r.hidden, c, h);
@@ -226,10 +281,8 @@ mod x86 {
         b: usize,
         j0: usize,
         c: &mut [f32],
-        h: &mut [f32],
+        h: &mut Out,
     ) {
-        let row = r.batch * r.hidden;
-        let base = b * r.hidden + j0;
         let lane = |g: usize| g * V::N;
         let mut cs = [V::splat(0.0); G];
         let (mut vf, mut vr, mut bf, mut br) = (
@@ -245,23 +298,26 @@ mod x86 {
             bf[g] = V::load(r.b_f.as_ptr().add(j0 + lane(g)));
             br[g] = V::load(r.b_r.as_ptr().add(j0 + lane(g)));
         }
-        let (u0, u1, u2, s, out) = (
-            r.u0.as_ptr(),
-            r.u1.as_ptr(),
-            r.u2.as_ptr(),
-            r.skip.as_ptr(),
-            h.as_mut_ptr(),
-        );
+        let base = |s: &super::Seq| s.data.as_ptr().add(j0);
+        let (u0, u1, u2, s) = (base(&r.u0), base(&r.u1), base(&r.u2), base(&r.skip));
+        let out = h.data.as_mut_ptr().add(j0);
         for i in 0..r.steps {
-            let at = r.step(i) * row + base;
+            let t = r.step(i);
+            let (a0, a1, a2, a3) = (
+                r.u0.layout.at(t, b),
+                r.u1.layout.at(t, b),
+                r.u2.layout.at(t, b),
+                r.skip.layout.at(t, b),
+            );
+            let ao = h.layout.at(t, b);
             for g in 0..G {
-                let o = at + lane(g);
-                let x0 = V::load(u0.add(o));
-                let f = sigmoid(vf[g].mul_add(cs[g], V::load(u1.add(o)).add(bf[g])));
-                let rr = sigmoid(vr[g].mul_add(cs[g], V::load(u2.add(o)).add(br[g])));
+                let l = lane(g);
+                let x0 = V::load(u0.add(a0 + l));
+                let f = sigmoid(vf[g].mul_add(cs[g], V::load(u1.add(a1 + l)).add(bf[g])));
+                let rr = sigmoid(vr[g].mul_add(cs[g], V::load(u2.add(a2 + l)).add(br[g])));
                 cs[g] = cs[g].sub(x0).mul_add(f, x0);
-                let sk = V::load(s.add(o));
-                cs[g].sub(sk).mul_add(rr, sk).store(out.add(o));
+                let sk = V::load(s.add(a3 + l));
+                cs[g].sub(sk).mul_add(rr, sk).store(out.add(ao + l));
             }
         }
         for g in 0..G {
@@ -270,12 +326,12 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2(r: &Recurrence, b: usize, c: &mut [f32], h: &mut [f32]) {
+    pub(super) unsafe fn avx2(r: &Recurrence, b: usize, c: &mut [f32], h: Out) {
         run::<Avx2>(r, b, c, h)
     }
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512(r: &Recurrence, b: usize, c: &mut [f32], h: &mut [f32]) {
+    pub(super) unsafe fn avx512(r: &Recurrence, b: usize, c: &mut [f32], h: Out) {
         run::<Avx512>(r, b, c, h)
     }
 
@@ -439,15 +495,17 @@ mod tests {
 
     fn run(case: &Case, kernel: Kernel, reverse: bool) -> (Vec<f32>, Vec<f32>) {
         let [u0, u1, u2, skip, v_f, v_r, b_f, b_r] = &case.data;
+        let layout = Layout::contiguous(case.batch, case.hidden);
+        let seq = |data| Seq { data, layout };
         let r = Recurrence {
             steps: case.steps,
             batch: case.batch,
             hidden: case.hidden,
             reverse,
-            u0,
-            u1,
-            u2,
-            skip,
+            u0: seq(u0),
+            u1: seq(u1),
+            u2: seq(u2),
+            skip: seq(skip),
             v_f,
             v_r,
             b_f,
@@ -457,8 +515,77 @@ mod tests {
             .map(|i| (i % 7) as f32 * 0.1 - 0.3)
             .collect();
         let mut h = vec![f32::NAN; case.steps * case.batch * case.hidden];
-        r.run(kernel, &mut c, &mut h);
+        r.run(kernel, &mut c, &mut h, layout);
         (c, h)
+    }
+
+    /// The same sequences packed side by side, gate-major as in a layer's U matrix, with the
+    /// output written into every other slot of a wider buffer.
+    fn run_strided(case: &Case, kernel: Kernel, reverse: bool) -> (Vec<f32>, Vec<f32>) {
+        let (t, b, n) = (case.steps, case.batch, case.hidden);
+        let mut packed = vec![0.0; t * b * 4 * n];
+        for (k, src) in case.data[..4].iter().enumerate() {
+            for row in 0..t * b {
+                packed[row * 4 * n + k * n..][..n].copy_from_slice(&src[row * n..][..n]);
+            }
+        }
+        let at = |k: usize| Seq {
+            data: &packed,
+            layout: Layout {
+                offset: k * n,
+                t_stride: b * 4 * n,
+                b_stride: 4 * n,
+            },
+        };
+        let [_, _, _, _, v_f, v_r, b_f, b_r] = &case.data;
+        let r = Recurrence {
+            steps: t,
+            batch: b,
+            hidden: n,
+            reverse,
+            u0: at(0),
+            u1: at(1),
+            u2: at(2),
+            skip: at(3),
+            v_f,
+            v_r,
+            b_f,
+            b_r,
+        };
+        let mut c: Vec<f32> = (0..b * n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        let mut wide = vec![f32::NAN; t * b * 2 * n];
+        r.run(
+            kernel,
+            &mut c,
+            &mut wide,
+            Layout {
+                offset: n,
+                t_stride: b * 2 * n,
+                b_stride: 2 * n,
+            },
+        );
+        let h = (0..t * b)
+            .flat_map(|row| wide[row * 2 * n + n..][..n].to_vec())
+            .collect();
+        assert!(
+            (0..t * b).all(|row| wide[row * 2 * n..][..n].iter().all(|v| v.is_nan())),
+            "wrote outside its slots"
+        );
+        (c, h)
+    }
+
+    #[test]
+    fn strided_layouts_give_the_same_result() {
+        let case = case(11, 3, 21, 4);
+        for k in Kernel::available() {
+            for reverse in [false, true] {
+                assert_eq!(
+                    run(&case, k, reverse),
+                    run_strided(&case, k, reverse),
+                    "{k:?}"
+                );
+            }
+        }
     }
 
     /// One step by hand, straight from the SRU equations.
