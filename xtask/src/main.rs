@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
 mod bench;
+mod eval;
 mod export;
 mod test;
 
@@ -19,6 +20,8 @@ enum Command {
     Export(export::Args),
     /// Print speed figures: real-time factor of the engine and of the recurrence kernels.
     Bench(bench::Args),
+    /// Score models (or enhanced files) with PESQ, CSIG, CBAK, COVL, SSNR, STOI and more.
+    Eval(eval::Args),
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -28,5 +31,6 @@ fn main() -> anyhow::Result<()> {
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }

@@ -1,7 +1,6 @@
 //! `wavecrn`: denoise speech recordings from the command line.
 
-mod audio;
-mod pipeline;
+use wavecrn_cli::pipeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

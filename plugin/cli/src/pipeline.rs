@@ -13,6 +13,14 @@ use wavecrn_engine::Model;
 
 use crate::audio::{Reader, Spec, Writer};
 
+/// Reads a whole file as planar f32 at its own rate: (spec, channels).
+pub fn read_all(path: &Path) -> Result<(Spec, Vec<Vec<f32>>)> {
+    let (mut reader, spec) = Reader::open(path)?;
+    let mut out = vec![vec![]; spec.channels];
+    while reader.read(READ, &mut out)? > 0 {}
+    Ok((spec, out))
+}
+
 /// Frames read per step.
 const READ: usize = 1 << 16;
 

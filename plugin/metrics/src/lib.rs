@@ -12,6 +12,7 @@
 
 mod loizou;
 mod stoi;
+pub mod validation;
 
 pub use loizou::{composite, llr, segmental_snr, wss, Composite};
 pub use stoi::{estoi, stoi};

@@ -135,3 +135,30 @@ fn si_sdr_is_scale_invariant_and_exact_for_known_noise() {
     let got = wavecrn_metrics::si_sdr(x, &noisy).unwrap();
     assert!((got - 10.0 * (px / pn).log10()).abs() < 0.2, "{got}");
 }
+
+#[test]
+fn validation_mixes_hit_their_snr_and_are_deterministic() {
+    use wavecrn_metrics::validation::{mix, TEST_SNRS};
+    let speech: Vec<(String, Vec<f32>)> = (0..8)
+        .map(|i| (format!("s{i}"), read("pesq_ref.wav")[i * 100..].to_vec()))
+        .collect();
+    let noises = vec![(
+        "babble".to_string(),
+        read("pesq_deg_babble0db.wav")[..5000].to_vec(),
+    )];
+    let a = mix(&speech, &noises, 7);
+    let b = mix(&speech, &noises, 7);
+    assert_eq!(a.len(), 8);
+    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(
+            (p.clean.clone(), p.noisy.clone()),
+            (q.clean.clone(), q.noisy.clone())
+        );
+        let noise: Vec<f32> = p.noisy.iter().zip(&p.clean).map(|(n, c)| n - c).collect();
+        let snr = 10.0
+            * (p.clean.iter().map(|&v| (v as f64).powi(2)).sum::<f64>()
+                / noise.iter().map(|&v| (v as f64).powi(2)).sum::<f64>())
+            .log10();
+        assert!((snr - TEST_SNRS[i % 4]).abs() < 0.01, "{}: {snr}", p.name);
+    }
+}

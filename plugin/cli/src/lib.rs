@@ -1,0 +1,5 @@
+//! The `wavecrn` command line tool's library half: audio files in and out, and the
+//! file-to-file denoising pipeline, shared with `xtask` (evaluation reads files the same way).
+
+pub mod audio;
+pub mod pipeline;

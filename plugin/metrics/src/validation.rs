@@ -1,0 +1,101 @@
+//! The fixed validation set: every clean file of a speech folder mixed with a noise from a
+//! noise folder at the benchmark's test SNRs (2.5, 7.5, 12.5, 17.5 dB, in turn), with a fixed
+//! seed, so every run and every model is scored on the same pairs.
+
+use std::path::{Path, PathBuf};
+
+/// The benchmark's test SNRs, in dB.
+pub const TEST_SNRS: [f64; 4] = [2.5, 7.5, 12.5, 17.5];
+/// The seed of the shipped validation set.
+pub const SEED: u64 = 20_201_029;
+
+/// One noisy/clean pair at 16 kHz.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    /// A name for tables: the speech file's stem, the noise and the SNR.
+    pub name: String,
+    pub clean: Vec<f32>,
+    pub noisy: Vec<f32>,
+}
+
+/// A tiny deterministic generator (SplitMix64), so the set never changes with a library.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// FLAC and WAV files under `dir` (recursively), sorted by path.
+pub fn audio_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("flac") || e.eq_ignore_ascii_case("wav"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn power(x: &[f32]) -> f64 {
+    x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64
+}
+
+/// Builds the set from already-loaded 16 kHz mono signals: `speech` and `noises` as
+/// (name, samples). Each speech file gets one noise (a random one, from a random offset,
+/// looped if short) at the next test SNR; pairs whose mixture would clip are scaled down,
+/// clean and noisy alike.
+pub fn mix(speech: &[(String, Vec<f32>)], noises: &[(String, Vec<f32>)], seed: u64) -> Vec<Pair> {
+    let mut rng = SplitMix(seed);
+    speech
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| !s.is_empty() && power(s) > 0.0)
+        .map(|(i, (name, clean))| {
+            let snr = TEST_SNRS[i % TEST_SNRS.len()];
+            let (noise_name, noise) = &noises[rng.below(noises.len())];
+            let offset = rng.below(noise.len().max(1));
+            let segment: Vec<f32> = (0..clean.len())
+                .map(|t| noise[(offset + t) % noise.len()])
+                .collect();
+            let gain =
+                (power(clean) / power(&segment).max(1e-20) / 10f64.powf(snr / 10.0)).sqrt() as f32;
+            let mut noisy: Vec<f32> = clean
+                .iter()
+                .zip(&segment)
+                .map(|(s, n)| s + gain * n)
+                .collect();
+            let mut clean = clean.clone();
+            let peak = noisy.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if peak > 0.99 {
+                let k = 0.99 / peak;
+                noisy.iter_mut().for_each(|v| *v *= k);
+                clean.iter_mut().for_each(|v| *v *= k);
+            }
+            Pair {
+                name: format!("{name}+{noise_name}@{snr}dB"),
+                clean,
+                noisy,
+            }
+        })
+        .collect()
+}

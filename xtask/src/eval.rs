@@ -1,0 +1,325 @@
+//! `cargo xtask eval`: the benchmark table (PESQ, CSIG, CBAK, COVL, SSNR, STOI, ...) for
+//! models or enhanced files, on paired folders or on the fixed validation set.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use wavecrn_engine::resample::StreamResampler;
+use wavecrn_engine::Model;
+use wavecrn_metrics::validation::{self, Pair};
+use wavecrn_metrics::{score_all, Scores, SAMPLE_RATE};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model to evaluate (ONNX from `cargo xtask export`).
+    #[arg(long, conflicts_with_all = ["compare", "enhanced"])]
+    model: Option<PathBuf>,
+    /// Several models side by side in one table.
+    #[arg(long, num_args = 1.., conflicts_with = "enhanced")]
+    compare: Vec<PathBuf>,
+    /// Already enhanced files, named as the clean ones.
+    #[arg(long)]
+    enhanced: Option<PathBuf>,
+    /// Noisy inputs (paired with --clean by file name). Without --noisy/--clean, the fixed
+    /// validation set is built from --speech and --noise.
+    #[arg(long, requires = "clean")]
+    noisy: Option<PathBuf>,
+    /// Clean references, named as the noisy files.
+    #[arg(long, requires = "noisy")]
+    clean: Option<PathBuf>,
+    /// Clean speech for the validation set.
+    #[arg(long, default_value = "../shared/data/speech/valid")]
+    speech: PathBuf,
+    /// Noise for the validation set.
+    #[arg(long, default_value = "../shared/data/noise/valid")]
+    noise: PathBuf,
+    /// Score only the first N pairs.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write the means and the per-file scores as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the per-file scores as CSV.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// What is scored: the noisy input itself, a model's output, or files from a folder.
+enum System {
+    Noisy,
+    Model(String, Box<Model>),
+    Folder(PathBuf),
+}
+
+impl System {
+    fn name(&self) -> String {
+        match self {
+            System::Noisy => "noisy".into(),
+            System::Model(name, _) => name.clone(),
+            System::Folder(dir) => dir.display().to_string(),
+        }
+    }
+}
+
+/// A whole file as 16 kHz mono.
+fn read_16k_mono(path: &Path) -> Result<Vec<f32>> {
+    let (spec, channels) = wavecrn_cli::pipeline::read_all(path)?;
+    let n = channels[0].len();
+    let mono: Vec<f32> = (0..n)
+        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
+        .collect();
+    if spec.sample_rate == SAMPLE_RATE {
+        return Ok(mono);
+    }
+    let mut r = StreamResampler::new(spec.sample_rate as f64, SAMPLE_RATE as f64, 1)?;
+    let mut out = vec![vec![]];
+    r.process(&[&mono], &mut out)?;
+    r.finish(&mut out)?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+fn load_pairs(args: &Args) -> Result<Vec<Pair>> {
+    let mut pairs = match (&args.noisy, &args.clean) {
+        (Some(noisy), Some(clean)) => {
+            let files = validation::audio_files(clean)
+                .with_context(|| format!("cannot list {}", clean.display()))?;
+            if files.is_empty() {
+                bail!("no WAV or FLAC files in {}", clean.display());
+            }
+            files
+                .iter()
+                .map(|c| {
+                    let name = c.file_name().context("file name")?;
+                    let n = noisy.join(name);
+                    let clean = read_16k_mono(c)?;
+                    let mut noisy = read_16k_mono(&n)
+                        .with_context(|| format!("no noisy file for {}", c.display()))?;
+                    noisy.resize(clean.len(), 0.0);
+                    Ok(Pair {
+                        name: name.to_string_lossy().into_owned(),
+                        clean,
+                        noisy,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+        _ => {
+            let load = |dir: &Path| -> Result<Vec<(String, Vec<f32>)>> {
+                let files = validation::audio_files(dir)
+                    .with_context(|| format!("cannot list {}", dir.display()))?;
+                if files.is_empty() {
+                    bail!("no WAV or FLAC files in {}", dir.display());
+                }
+                files
+                    .iter()
+                    .map(|p| {
+                        Ok((
+                            p.file_stem()
+                                .unwrap_or_default()
+                                .to_string_lossy()
+                                .into_owned(),
+                            read_16k_mono(p)?,
+                        ))
+                    })
+                    .collect()
+            };
+            validation::mix(&load(&args.speech)?, &load(&args.noise)?, validation::SEED)
+        }
+    };
+    if let Some(n) = args.limit {
+        pairs.truncate(n);
+    }
+    Ok(pairs)
+}
+
+fn score(system: &System, pair: &Pair) -> Result<Scores> {
+    let test = match system {
+        System::Noisy => pair.noisy.clone(),
+        System::Model(_, model) => model.denoise(&pair.noisy, 1)?,
+        System::Folder(dir) => {
+            let mut x = read_16k_mono(&dir.join(&pair.name))?;
+            x.resize(pair.clean.len(), 0.0);
+            x
+        }
+    };
+    score_all(&pair.clean, &test).with_context(|| pair.name.clone())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut systems = vec![System::Noisy];
+    for path in args.model.iter().chain(&args.compare) {
+        let model = Model::load(path)?;
+        systems.push(System::Model(
+            path.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            Box::new(model),
+        ));
+    }
+    if let Some(dir) = &args.enhanced {
+        systems.push(System::Folder(dir.clone()));
+    }
+    let started = Instant::now();
+    let pairs = load_pairs(&args)?;
+    let loaded = started.elapsed().as_secs_f64();
+
+    let jobs: Vec<(usize, usize)> = (0..systems.len())
+        .flat_map(|s| (0..pairs.len()).map(move |p| (s, p)))
+        .collect();
+    let results: Vec<Mutex<Option<Result<Scores>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let bar = ProgressBar::new(jobs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} scored  eta {eta}")
+            .expect("valid template"),
+    );
+    let next = AtomicUsize::new(0);
+    let threads = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let scoring = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(sys, pair)) = jobs.get(i) else {
+                    break;
+                };
+                *results[i].lock().unwrap() = Some(score(&systems[sys], &pairs[pair]));
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let took = scoring.elapsed().as_secs_f64();
+
+    let mut per_system: Vec<Vec<Scores>> = vec![vec![]; systems.len()];
+    for ((sys, _), r) in jobs.iter().zip(results) {
+        per_system[*sys].push(r.into_inner().unwrap().expect("every job ran")?);
+    }
+    let audio_s = pairs.iter().map(|p| p.clean.len()).sum::<usize>() as f64 / SAMPLE_RATE as f64;
+    print_table(&systems, &per_system);
+    println!(
+        "{} pairs, {:.0} s of audio; loading {loaded:.1} s, enhancing and scoring {took:.1} s on {threads} thread(s)",
+        pairs.len(),
+        audio_s
+    );
+    if let Some(path) = &args.json {
+        write_json(path, &systems, &per_system, &pairs)?;
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &systems, &per_system, &pairs)?;
+    }
+    Ok(())
+}
+
+const COLUMNS: [&str; 9] = [
+    "PESQ", "PESQ-NB", "CSIG", "CBAK", "COVL", "SSNR", "STOI", "ESTOI", "SI-SDR",
+];
+
+fn print_table(systems: &[System], scores: &[Vec<Scores>]) {
+    let width = systems
+        .iter()
+        .map(|s| s.name().len())
+        .max()
+        .unwrap_or(5)
+        .max(6);
+    print!("{:<width$}", "");
+    for c in COLUMNS {
+        print!("{c:>9}");
+    }
+    println!();
+    for (system, s) in systems.iter().zip(scores) {
+        print!("{:<width$}", system.name());
+        for (_, v) in Scores::mean(s).fields() {
+            print!("{v:>9.3}");
+        }
+        println!();
+    }
+}
+
+fn means_json(s: &[Scores]) -> serde_json::Map<String, serde_json::Value> {
+    let mut m: serde_json::Map<String, serde_json::Value> = Scores::mean(s)
+        .fields()
+        .iter()
+        .map(|(k, v)| (k.to_string(), (*v).into()))
+        .collect();
+    m.insert("files".into(), s.len().into());
+    m
+}
+
+fn write_json(
+    path: &Path,
+    systems: &[System],
+    scores: &[Vec<Scores>],
+    pairs: &[Pair],
+) -> Result<()> {
+    let entry = |sys: usize| {
+        let mut m = means_json(&scores[sys]);
+        m.insert("name".into(), systems[sys].name().into());
+        let per_file: Vec<serde_json::Value> = pairs
+            .iter()
+            .zip(&scores[sys])
+            .map(|(p, s)| {
+                let mut f: serde_json::Map<String, serde_json::Value> = s
+                    .fields()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), (*v).into()))
+                    .collect();
+                f.insert("file".into(), p.name.clone().into());
+                f.into()
+            })
+            .collect();
+        m.insert("per_file".into(), per_file.into());
+        m
+    };
+    // The first evaluated system's means sit at the top level; every system is listed too.
+    let mut top = entry(systems.len().min(2) - 1);
+    top.insert("noisy".into(), entry(0).into());
+    top.insert(
+        "systems".into(),
+        (0..systems.len())
+            .map(|i| serde_json::Value::from(entry(i)))
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    let text = serde_json::to_string_pretty(&top)?;
+    wavecrn_engine::io::write_atomically(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_csv(
+    path: &Path,
+    systems: &[System],
+    scores: &[Vec<Scores>],
+    pairs: &[Pair],
+) -> Result<()> {
+    let mut text = String::from("system,file");
+    for (k, _) in Scores::default().fields() {
+        text += &format!(",{k}");
+    }
+    text.push('\n');
+    for (system, s) in systems.iter().zip(scores) {
+        for (pair, row) in pairs.iter().zip(s) {
+            text += &format!(
+                "\"{}\",\"{}\"",
+                system.name().replace('"', "\"\""),
+                pair.name.replace('"', "\"\"")
+            );
+            for (_, v) in row.fields() {
+                text += &format!(",{v}");
+            }
+            text.push('\n');
+        }
+    }
+    wavecrn_engine::io::write_atomically(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
