@@ -3,6 +3,7 @@
 mod bench;
 mod eval;
 mod export;
+mod libtorch;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ enum Command {
     Bench(bench::Args),
     /// Score models (or enhanced files) with PESQ, CSIG, CBAK, COVL, SSNR, STOI and more.
     Eval(eval::Args),
+    /// Unpack a slim CPU LibTorch into .libtorch (from the PyPI torch wheel) for training.
+    Libtorch(libtorch::Args),
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -32,5 +35,14 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Libtorch(args) => libtorch::run(args),
     }
+}
+
+/// The repository root.
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
+        .to_path_buf()
 }

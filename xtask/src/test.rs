@@ -1,8 +1,9 @@
 //! `cargo xtask test`: the whole test suite, with its set-up.
 //!
-//! Installs what the tests need and nothing else does (a Python venv with onnx and
-//! onnxruntime, pinned in tests/python/requirements.txt), then runs every test of the
-//! workspace in release mode (the reference cases are slow unoptimised).
+//! Installs what the tests need and nothing else does: a Python venv with onnx and
+//! onnxruntime (pinned in tests/python/requirements.txt) and the slim LibTorch the trainer
+//! builds against (`cargo xtask libtorch`). Then runs every test of the workspace in release
+//! mode (the reference cases are slow unoptimised).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,6 +74,7 @@ pub fn run(args: Args) -> Result<()> {
         .context("xtask has a parent")?
         .to_path_buf();
     let python = python_venv(&root)?;
+    crate::libtorch::ensure(&root, false)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     status(
         Command::new(cargo)

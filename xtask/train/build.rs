@@ -1,0 +1,8 @@
+//! Embeds LibTorch's folder as the run-time search path, so the trainer runs without
+//! LD_LIBRARY_PATH.
+
+fn main() {
+    if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+}

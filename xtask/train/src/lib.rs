@@ -1,0 +1,11 @@
+//! Training WaveCRN on LibTorch.
+//!
+//! The network is the engine's [`ModelConfig`](wavecrn_engine::ModelConfig) with the same
+//! weight names, so a checkpoint exports with `cargo xtask export` unchanged. LibTorch's
+//! autograd differentiates the convolutions, layer norms and matrix products; the SRU
+//! recurrence, which would otherwise be one small LibTorch op per time step, runs as a fused
+//! forward and backward kernel ([`recurrence`]) joined to autograd layer by layer
+//! ([`model`]).
+
+pub mod model;
+pub mod recurrence;
