@@ -5,6 +5,7 @@ mod eval;
 mod export;
 mod libtorch;
 mod test;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Eval(eval::Args),
     /// Unpack a slim CPU LibTorch into .libtorch (from the PyPI torch wheel) for training.
     Libtorch(libtorch::Args),
+    /// Train a model (LibTorch): `cargo xtask train -- --speech DIR --noise DIR --run-dir runs/NAME`.
+    Train(train::Args),
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Libtorch(args) => libtorch::run(args),
+        Command::Train(args) => train::run(args),
     }
 }
 

@@ -7,5 +7,8 @@
 //! forward and backward kernel ([`recurrence`]) joined to autograd layer by layer
 //! ([`model`]).
 
+pub mod adam;
+pub mod data;
 pub mod model;
 pub mod recurrence;
+pub mod run;

@@ -1,0 +1,28 @@
+//! `cargo xtask train`: sets up LibTorch if needed, then runs the trainer (`wavecrn-train`),
+//! which is its own crate so that nothing else in the workspace needs LibTorch.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Arguments for the trainer (see `cargo xtask train -- --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let root = crate::root();
+    crate::libtorch::ensure(&root, false)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(&root)
+        .args(["run", "--quiet", "--release", "-p", "wavecrn-train", "--"])
+        .args(&args.args)
+        .status()?;
+    if !st.success() {
+        bail!("training stopped ({st})");
+    }
+    Ok(())
+}
