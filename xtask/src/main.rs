@@ -28,6 +28,8 @@ enum Command {
     Libtorch(libtorch::Args),
     /// Train a model (LibTorch): `cargo xtask train -- --speech DIR --noise DIR --run-dir runs/NAME`.
     Train(train::Args),
+    /// Training speed: audio-seconds trained per second, paper configuration, batch 8 x 1 s.
+    BenchTrain(train::Args),
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -40,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Libtorch(args) => libtorch::run(args),
         Command::Train(args) => train::run(args),
+        Command::BenchTrain(args) => train::bench(args),
     }
 }
 

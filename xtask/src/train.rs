@@ -13,16 +13,26 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    trainer(&["train"], &args.args)
+}
+
+/// `cargo xtask bench-train`: the trainer's speed benchmark.
+pub fn bench(args: Args) -> Result<()> {
+    trainer(&["bench"], &args.args)
+}
+
+fn trainer(command: &[&str], args: &[String]) -> Result<()> {
     let root = crate::root();
     crate::libtorch::ensure(&root, false)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let st = Command::new(cargo)
         .current_dir(&root)
         .args(["run", "--quiet", "--release", "-p", "wavecrn-train", "--"])
-        .args(&args.args)
+        .args(command)
+        .args(args)
         .status()?;
     if !st.success() {
-        bail!("training stopped ({st})");
+        bail!("the trainer stopped ({st})");
     }
     Ok(())
 }

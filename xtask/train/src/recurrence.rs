@@ -5,6 +5,18 @@
 //! [direction][k][unit] order (the engine's layout); the skip input and the hidden output are
 //! `(steps, batch, directions * hidden)`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Nanoseconds spent in [`forward`] and [`backward`] since start, for the training benchmark.
+pub static NANOS: AtomicU64 = AtomicU64::new(0);
+
+fn timed<T>(f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let out = f();
+    NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    out
+}
+
 /// Shape of one layer's recurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -64,6 +76,17 @@ struct Gates {
 /// Runs the forward pass; fills `h` (the output) and `c` (every step's cell state, same
 /// shape as `h`), starting from zero state.
 pub fn forward(s: Shape, p: Params, u: &[f32], skip: Option<&[f32]>, h: &mut [f32], c: &mut [f32]) {
+    timed(|| forward_untimed(s, p, u, skip, h, c))
+}
+
+fn forward_untimed(
+    s: Shape,
+    p: Params,
+    u: &[f32],
+    skip: Option<&[f32]>,
+    h: &mut [f32],
+    c: &mut [f32],
+) {
     assert_eq!(u.len(), s.u_len());
     assert_eq!((h.len(), c.len()), (s.h_len(), s.h_len()));
     assert_eq!(skip.is_some(), s.k == 3);

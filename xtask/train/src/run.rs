@@ -344,3 +344,42 @@ fn run_loop(
     }
     Ok(())
 }
+
+/// Trains the paper configuration on random audio (batch 8 x 1 s) and prints the
+/// throughput and the share of time in the recurrence kernels. Data loading is left out:
+/// it runs on its own thread during training.
+pub fn bench(steps: u64) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let cfg = ModelConfig::default();
+    let net = Net::zeros(cfg.clone(), Device::Cpu);
+    initialise(&net, 1);
+    let mut adam = Adam::new(1e-3);
+    let (batch, crop) = (8usize, cfg.sample_rate as usize / cfg.stride * cfg.stride);
+    let mut rng = data::Rng(5);
+    let mut noise = |n: usize| {
+        (0..n)
+            .map(|_| rng.uniform(-0.3, 0.3) as f32)
+            .collect::<Vec<f32>>()
+    };
+    let x = Tensor::from_slice(&noise(batch * crop)).view([batch as i64, 1, crop as i64]);
+    let y = Tensor::from_slice(&noise(batch * crop)).view([batch as i64, 1, crop as i64]);
+    let _ = net.loss_and_backward(&x, &y);
+    adam.step(net.params()); // warm-up
+    crate::recurrence::NANOS.store(0, Ordering::Relaxed);
+    let started = Instant::now();
+    for _ in 0..steps {
+        let _ = net.loss_and_backward(&x, &y);
+        adam.step(net.params());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let recurrence = crate::recurrence::NANOS.load(Ordering::Relaxed) as f64 * 1e-9;
+    let audio = steps as f64 * batch as f64 * crop as f64 / cfg.sample_rate as f64;
+    println!("paper configuration ({} parameters), batch {batch} x {:.2} s, {steps} steps, {} LibTorch threads", cfg.parameter_count(), crop as f64 / cfg.sample_rate as f64, tch::get_num_threads());
+    println!(
+        "{:.2} s per step; recurrence forward+backward {:.0} % of the time",
+        secs / steps as f64,
+        100.0 * recurrence / secs
+    );
+    println!("train-throughput: {:.2} audio-s/s", audio / secs);
+    Ok(())
+}

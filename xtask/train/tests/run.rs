@@ -14,6 +14,7 @@ fn train(run_dir: &Path, steps: u32, extra: &[&str]) -> std::process::Output {
     let d = data.to_str().unwrap();
     let steps = steps.to_string();
     let mut args = vec![
+        "train",
         "--speech",
         d,
         "--noise",
