@@ -6,7 +6,7 @@ use clap::Parser;
 #[command(name = "wavecrn-train", about = "Train a WaveCRN denoiser on LibTorch")]
 enum Cli {
     /// Train (or resume) a run.
-    Train(wavecrn_train::run::RunArgs),
+    Train(Box<wavecrn_train::run::RunArgs>),
     /// Training speed of the paper configuration, batch 8 x 1 s, on random audio.
     Bench {
         #[arg(long, default_value_t = 8)]
@@ -32,7 +32,7 @@ fn tune_process() {
 fn main() {
     tune_process();
     let result = match Cli::parse() {
-        Cli::Train(args) => wavecrn_train::run::train(args),
+        Cli::Train(args) => wavecrn_train::run::train(*args),
         Cli::Bench { steps } => wavecrn_train::run::bench(steps),
     };
     if let Err(e) = result {
