@@ -115,6 +115,7 @@ fn empty_or_missing_data_is_a_clear_error() {
     let run = scratch("run");
     let out = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"))
         .args([
+            "train",
             "--speech",
             empty.to_str().unwrap(),
             "--noise",
@@ -125,5 +126,6 @@ fn empty_or_missing_data_is_a_clear_error() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no WAV or FLAC files"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no WAV or FLAC files"), "{err}");
 }
