@@ -111,13 +111,21 @@ impl Net {
     }
 
     /// Output, L1 loss against `target`, and the loss's gradients accumulated into every
-    /// parameter's `.grad()`.
+    /// parameter's `.grad()`, in eval mode (no dropout), as the reference gradients are.
     pub fn loss_and_backward(&self, input: &Tensor, target: &Tensor) -> (Tensor, f64) {
-        let (output, loss) = self.run(input, Some(target));
+        self.train_step(input, target, 0.0)
+    }
+
+    /// As [`Net::loss_and_backward`] in training mode: `rnn_dropout` is the probability of
+    /// dropping each feature of an SRU layer's normalised input, one mask per sequence for
+    /// all time steps, as the `sru` package does (the skip path keeps the raw input). Seed
+    /// LibTorch (`tch::manual_seed`) first for reproducible masks.
+    pub fn train_step(&self, input: &Tensor, target: &Tensor, rnn_dropout: f64) -> (Tensor, f64) {
+        let (output, loss) = self.run(input, Some((target, rnn_dropout)));
         (output, loss.unwrap_or(f64::NAN))
     }
 
-    fn run(&self, input: &Tensor, target: Option<&Tensor>) -> (Tensor, Option<f64>) {
+    fn run(&self, input: &Tensor, target: Option<(&Tensor, f64)>) -> (Tensor, Option<f64>) {
         let cfg = &self.config;
         let stride = cfg.stride as i64;
         let p = |n: &str| self.param(n);
@@ -203,7 +211,7 @@ impl Net {
                 [1],
             )
             .tanh();
-        let Some(target) = target else {
+        let Some((target, _)) = target else {
             return (output, None);
         };
 

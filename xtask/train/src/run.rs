@@ -41,6 +41,9 @@ pub struct RunArgs {
     pub seconds: f64,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Dropout on each SRU layer's input (the reference recipe's rnn_dropout).
+    #[arg(long, default_value_t = 0.1)]
+    pub rnn_dropout: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Lowest and highest mixing SNR, dB.
@@ -296,7 +299,9 @@ fn run_loop(
         let b = batches.recv().context("the data thread stopped")?;
         let x = Tensor::from_slice(&b.noisy).view([a.batch as i64, 1, crop as i64]);
         let y = Tensor::from_slice(&b.clean).view([a.batch as i64, 1, crop as i64]);
-        let (_, loss) = net.loss_and_backward(&x, &y);
+        // Masks depend only on the seed and the step, so a resumed run draws the same ones.
+        tch::manual_seed((a.seed ^ (adam.step + 1).wrapping_mul(0x9E37_79B9)) as i64);
+        let (_, loss) = net.train_step(&x, &y, a.rnn_dropout);
         if !loss.is_finite() {
             bail!("the loss became {loss} at step {}: lower --lr", adam.step);
         }

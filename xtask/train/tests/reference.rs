@@ -66,3 +66,27 @@ fn paper_forward_matches() {
         check(&path, false);
     }
 }
+
+#[test]
+fn rnn_dropout_changes_the_loss_and_follows_the_seed() {
+    let path = fixture("reference/small_bidir.safetensors");
+    let file = TensorFile::read(&path).unwrap();
+    let weights = Weights::read(&path).unwrap();
+    let mut net = Net::zeros(weights.config.clone(), Device::Cpu);
+    net.load(&weights).unwrap();
+    let (x, y) = (tensor(&file, "input"), tensor(&file, "target"));
+    let loss = |drop: f64, seed: i64| {
+        tch::manual_seed(seed);
+        let (_, l) = net.train_step(&x, &y, drop);
+        for p in net.params().values() {
+            let _ = p.grad().f_zero_();
+        }
+        l
+    };
+    let plain = loss(0.0, 1);
+    assert!((plain - file.get("loss").unwrap().data[0] as f64).abs() < 1e-5);
+    let (a, b, c) = (loss(0.5, 7), loss(0.5, 7), loss(0.5, 8));
+    assert_eq!(a, b, "same seed, same masks");
+    assert_ne!(a, plain);
+    assert_ne!(a, c);
+}
