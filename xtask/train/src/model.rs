@@ -150,6 +150,15 @@ impl Net {
                 1e-5,
                 false,
             );
+            let normed = match target.filter(|(_, d)| *d > 0.0) {
+                Some((_, drop)) => {
+                    let keep = Tensor::ones([1, batch as i64, i], (Kind::Float, input.device()))
+                        .bernoulli_float_(1.0 - drop)
+                        / (1.0 - drop);
+                    normed * keep
+                }
+                None => normed,
+            };
             // The reference's [direction][unit][k] columns, reordered to [direction][k][unit].
             let w = p(&name("weight"))
                 .view([i, d, h, k])
