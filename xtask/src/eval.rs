@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::Model;
 use wavecrn_metrics::validation::{self, Pair};
 use wavecrn_metrics::{score_all, Scores, SAMPLE_RATE};
@@ -70,19 +69,7 @@ impl System {
 
 /// A whole file as 16 kHz mono.
 fn read_16k_mono(path: &Path) -> Result<Vec<f32>> {
-    let (spec, channels) = wavecrn_cli::pipeline::read_all(path)?;
-    let n = channels[0].len();
-    let mono: Vec<f32> = (0..n)
-        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
-        .collect();
-    if spec.sample_rate == SAMPLE_RATE {
-        return Ok(mono);
-    }
-    let mut r = StreamResampler::new(spec.sample_rate as f64, SAMPLE_RATE as f64, 1)?;
-    let mut out = vec![vec![]];
-    r.process(&[&mono], &mut out)?;
-    r.finish(&mut out)?;
-    Ok(out.pop().unwrap_or_default())
+    wavecrn_cli::pipeline::read_mono(path, SAMPLE_RATE)
 }
 
 fn load_pairs(args: &Args) -> Result<Vec<Pair>> {

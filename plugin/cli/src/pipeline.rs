@@ -13,6 +13,23 @@ use wavecrn_engine::Model;
 
 use crate::audio::{Reader, Spec, Writer};
 
+/// Reads a whole file as one channel (the mean of its channels) at `rate` Hz.
+pub fn read_mono(path: &Path, rate: u32) -> Result<Vec<f32>> {
+    let (spec, channels) = read_all(path)?;
+    let n = channels[0].len();
+    let mono: Vec<f32> = (0..n)
+        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
+        .collect();
+    if spec.sample_rate == rate {
+        return Ok(mono);
+    }
+    let mut r = StreamResampler::new(spec.sample_rate as f64, rate as f64, 1)?;
+    let mut out = vec![vec![]];
+    r.process(&[&mono], &mut out)?;
+    r.finish(&mut out)?;
+    Ok(out.pop().unwrap_or_default())
+}
+
 /// Reads a whole file as planar f32 at its own rate: (spec, channels).
 pub fn read_all(path: &Path) -> Result<(Spec, Vec<Vec<f32>>)> {
     let (mut reader, spec) = Reader::open(path)?;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
-use wavecrn_engine::resample::StreamResampler;
 
 /// Every file of some folders as 16 kHz mono, with its name.
 pub fn load_folders(dirs: &[PathBuf], rate: u32) -> Result<Vec<(String, Vec<f32>)>> {
@@ -17,20 +16,7 @@ pub fn load_folders(dirs: &[PathBuf], rate: u32) -> Result<Vec<(String, Vec<f32>
             bail!("{} holds no WAV or FLAC files", dir.display());
         }
         for f in files {
-            let (spec, channels) = wavecrn_cli::pipeline::read_all(&f)?;
-            let n = channels[0].len();
-            let mono: Vec<f32> = (0..n)
-                .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
-                .collect();
-            let mono = if spec.sample_rate == rate {
-                mono
-            } else {
-                let mut r = StreamResampler::new(spec.sample_rate as f64, rate as f64, 1)?;
-                let mut o = vec![vec![]];
-                r.process(&[&mono], &mut o)?;
-                r.finish(&mut o)?;
-                o.pop().unwrap_or_default()
-            };
+            let mono = wavecrn_cli::pipeline::read_mono(&f, rate)?;
             if mono.iter().all(|v| *v == 0.0) {
                 eprintln!("skipping {}: silent", f.display());
                 continue;
@@ -56,27 +42,7 @@ pub struct Mixing {
     pub gain_db: (f64, f64),
 }
 
-/// A small deterministic generator (SplitMix64).
-#[derive(Clone)]
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub use wavecrn_metrics::validation::SplitMix as Rng;
 
 /// One batch: noisy inputs and clean targets, `batch * crop` samples each.
 pub struct Batch {

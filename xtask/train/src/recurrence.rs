@@ -63,6 +63,19 @@ pub struct Params<'a> {
     pub bias: &'a [f32],
 }
 
+impl<'a> Params<'a> {
+    /// Direction `dir`'s forget and reset weights, then biases, each `n` long.
+    fn direction(&self, dir: usize, d: usize, n: usize) -> [&'a [f32]; 4] {
+        let gate = |v: &'a [f32], g: usize| &v[(g * d + dir) * n..][..n];
+        [
+            gate(self.weight_c, 0),
+            gate(self.weight_c, 1),
+            gate(self.bias, 0),
+            gate(self.bias, 1),
+        ]
+    }
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -92,11 +105,7 @@ fn forward_untimed(
     assert_eq!(skip.is_some(), s.k == 3);
     let (n, d) = (s.hidden, s.directions);
     for dir in 0..d {
-        let (vf, vr) = (
-            &p.weight_c[dir * n..][..n],
-            &p.weight_c[(d + dir) * n..][..n],
-        );
-        let (bf, br) = (&p.bias[dir * n..][..n], &p.bias[(d + dir) * n..][..n]);
+        let [vf, vr, bf, br] = p.direction(dir, d, n);
         for b in 0..s.batch {
             let mut prev = vec![0.0f32; n];
             for i in 0..s.steps {
@@ -161,11 +170,7 @@ pub fn backward(
         bias: vec![0.0; 2 * d * n],
     };
     for dir in 0..d {
-        let (vf, vr) = (
-            &p.weight_c[dir * n..][..n],
-            &p.weight_c[(d + dir) * n..][..n],
-        );
-        let (bf, br) = (&p.bias[dir * n..][..n], &p.bias[(d + dir) * n..][..n]);
+        let [vf, vr, bf, br] = p.direction(dir, d, n);
         for b in 0..s.batch {
             // Gradient reaching c_t from later steps.
             let mut dc_next = vec![0.0f32; n];
