@@ -295,6 +295,13 @@ fn run_loop(
         .open(a.run_dir.join("metrics.jsonl"))?;
     let started = Instant::now();
     let first = adam.step;
+    // A bar on a terminal; on a pipe or in a log, indicatif stays quiet and the validation
+    // lines still say how the run goes.
+    let bar = indicatif::ProgressBar::new(a.steps).with_position(first);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  eta {eta}")
+            .expect("valid template"),
+    );
     while adam.step < a.steps {
         let b = batches.recv().context("the data thread stopped")?;
         let x = Tensor::from_slice(&b.noisy).view([a.batch as i64, 1, crop as i64]);
@@ -309,21 +316,15 @@ fn run_loop(
         let step = adam.step;
         let secs = started.elapsed().as_secs_f64();
         let rate = (step - first) as f64 * a.batch as f64 * a.seconds / secs.max(1e-9);
-        if step.is_multiple_of(10) || step == a.steps {
-            let eta = (a.steps - step) as f64 * a.batch as f64 * a.seconds / rate.max(1e-9);
-            eprintln!(
-                "step {step}/{}  loss {loss:.5}  {rate:.2} audio-s/s  eta {:.0} min",
-                a.steps,
-                eta / 60.0
-            );
-        }
+        bar.set_position(step);
+        bar.set_message(format!("loss {loss:.5}  {rate:.2} audio-s/s"));
         let mut record =
             format!("{{\"step\": {step}, \"loss\": {loss}, \"audio_s_per_s\": {rate:.3}");
         if step.is_multiple_of(a.valid_every) || step == a.steps {
             let (sdr, ssnr, pesq) = validate(&net, &valid_pairs)?;
-            eprintln!(
-                "validation at step {step}: SI-SDR {sdr:.2} dB, SSNR {ssnr:.2} dB, PESQ {pesq:.3}"
-            );
+            bar.println(format!(
+                "step {step}: loss {loss:.5}, {rate:.2} audio-s/s; validation SI-SDR {sdr:.2} dB, SSNR {ssnr:.2} dB, PESQ {pesq:.3}"
+            ));
             record += &format!(
                 ", \"valid_si_sdr\": {sdr}, \"valid_ssnr\": {ssnr}, \"valid_pesq\": {pesq}"
             );
@@ -347,6 +348,7 @@ fn run_loop(
         }
         writeln!(log, "{record}}}")?;
     }
+    bar.finish();
     Ok(())
 }
 
