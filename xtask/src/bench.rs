@@ -149,6 +149,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut c = vec![0.0; hidden];
         let mut h = vec![0.0; steps * hidden];
         let layout = Layout::contiguous(1, hidden);
+        let at = |i: usize| Seq {
+            data: &seq[i],
+            layout,
+        };
         let t = time(args.runs * 4, || {
             for reverse in [false, true] {
                 let r = Recurrence {
@@ -156,22 +160,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     batch: 1,
                     hidden,
                     reverse,
-                    u0: Seq {
-                        data: &seq[0],
-                        layout,
-                    },
-                    u1: Seq {
-                        data: &seq[1],
-                        layout,
-                    },
-                    u2: Seq {
-                        data: &seq[2],
-                        layout,
-                    },
-                    skip: Seq {
-                        data: &seq[3],
-                        layout,
-                    },
+                    u0: at(0),
+                    u1: at(1),
+                    u2: at(2),
+                    skip: at(3),
                     v_f: &w[0],
                     v_r: &w[1],
                     b_f: &w[2],

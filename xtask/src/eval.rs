@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use wavecrn_engine::Model;
 use wavecrn_metrics::validation::{self, Pair};
@@ -74,49 +74,24 @@ fn read_16k_mono(path: &Path) -> Result<Vec<f32>> {
 
 fn load_pairs(args: &Args) -> Result<Vec<Pair>> {
     let mut pairs = match (&args.noisy, &args.clean) {
-        (Some(noisy), Some(clean)) => {
-            let files = validation::audio_files(clean)
-                .with_context(|| format!("cannot list {}", clean.display()))?;
-            if files.is_empty() {
-                bail!("no WAV or FLAC files in {}", clean.display());
-            }
-            files
-                .iter()
-                .map(|c| {
-                    let name = c.file_name().context("file name")?;
-                    let n = noisy.join(name);
-                    let clean = read_16k_mono(c)?;
-                    let mut noisy = read_16k_mono(&n)
-                        .with_context(|| format!("no noisy file for {}", c.display()))?;
-                    noisy.resize(clean.len(), 0.0);
-                    Ok(Pair {
-                        name: name.to_string_lossy().into_owned(),
-                        clean,
-                        noisy,
-                    })
+        (Some(noisy), Some(clean)) => wavecrn_cli::pipeline::audio_files(clean)?
+            .iter()
+            .map(|c| {
+                let name = c.file_name().context("file name")?;
+                let n = noisy.join(name);
+                let clean = read_16k_mono(c)?;
+                let mut noisy = read_16k_mono(&n)
+                    .with_context(|| format!("no noisy file for {}", c.display()))?;
+                noisy.resize(clean.len(), 0.0);
+                Ok(Pair {
+                    name: name.to_string_lossy().into_owned(),
+                    clean,
+                    noisy,
                 })
-                .collect::<Result<Vec<_>>>()?
-        }
+            })
+            .collect::<Result<Vec<_>>>()?,
         _ => {
-            let load = |dir: &Path| -> Result<Vec<(String, Vec<f32>)>> {
-                let files = validation::audio_files(dir)
-                    .with_context(|| format!("cannot list {}", dir.display()))?;
-                if files.is_empty() {
-                    bail!("no WAV or FLAC files in {}", dir.display());
-                }
-                files
-                    .iter()
-                    .map(|p| {
-                        Ok((
-                            p.file_stem()
-                                .unwrap_or_default()
-                                .to_string_lossy()
-                                .into_owned(),
-                            read_16k_mono(p)?,
-                        ))
-                    })
-                    .collect()
-            };
+            let load = |dir: &Path| wavecrn_cli::pipeline::read_folder_mono(dir, SAMPLE_RATE);
             validation::mix(&load(&args.speech)?, &load(&args.noise)?, validation::SEED)
         }
     };

@@ -43,6 +43,13 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
+/// `wavecrn denoise INPUT -o OUTPUT --model MODEL EXTRA...`
+fn denoise(input: &Path, output: &Path, model: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["denoise", s(input), "-o", s(output), "--model", s(model)];
+    args.extend(extra);
+    run(&args)
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -118,16 +125,7 @@ fn flac_speech_at_16k_matches_the_engine_exactly() {
     let Some(input) = speech_file() else { return };
     let dir = scratch("flac");
     let output = dir.join("out.flac");
-    assert!(run(&[
-        "denoise",
-        s(&input),
-        "-o",
-        s(&output),
-        "--model",
-        s(model_path())
-    ])
-    .status
-    .success());
+    assert!(denoise(&input, &output, model_path(), &[]).status.success());
 
     let (info_in, x) = read_flac(&input);
     let (info_out, y) = read_flac(&output);
@@ -222,16 +220,7 @@ fn nan_and_inf_in_float_input_do_not_reach_the_output() {
         &[x],
     );
     let output = dir.join("out.wav");
-    assert!(run(&[
-        "denoise",
-        s(&input),
-        "-o",
-        s(&output),
-        "--model",
-        s(model_path())
-    ])
-    .status
-    .success());
+    assert!(denoise(&input, &output, model_path(), &[]).status.success());
     let (_, y) = read_wav(&output);
     assert!(y[0].iter().all(|v| v.is_finite() && v.abs() <= 1.0));
 }
@@ -303,28 +292,13 @@ fn an_existing_output_is_refused_without_force() {
     write_wav(&input, PCM16_MONO, &[noise(4000, 2)]);
     let output = dir.join("out.wav");
     std::fs::write(&output, b"precious").unwrap();
-    let out = run(&[
-        "denoise",
-        s(&input),
-        "-o",
-        s(&output),
-        "--model",
-        s(model_path()),
-    ]);
+    let out = denoise(&input, &output, model_path(), &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     assert_eq!(std::fs::read(&output).unwrap(), b"precious");
-    assert!(run(&[
-        "denoise",
-        s(&input),
-        "-o",
-        s(&output),
-        "--model",
-        s(model_path()),
-        "--force"
-    ])
-    .status
-    .success());
+    assert!(denoise(&input, &output, model_path(), &["--force"])
+        .status
+        .success());
     assert!(hound::WavReader::open(&output).is_ok());
 }
 
@@ -344,14 +318,7 @@ fn unreadable_input_is_a_clear_error_and_writes_nothing() {
         let input = dir.join(name);
         std::fs::write(&input, bytes).unwrap();
         let output = dir.join(format!("out-{name}"));
-        let out = run(&[
-            "denoise",
-            s(&input),
-            "-o",
-            s(&output),
-            "--model",
-            s(model_path()),
-        ]);
+        let out = denoise(&input, &output, model_path(), &[]);
         assert!(!out.status.success(), "{name}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(message),
@@ -391,7 +358,7 @@ fn a_corrupt_or_foreign_model_is_a_clear_error() {
         (&dir.join("missing.onnx"), "cannot read"),
     ] {
         let output = dir.join("out.wav");
-        let out = run(&["denoise", s(&input), "-o", s(&output), "--model", s(model)]);
+        let out = denoise(&input, &output, model, &[]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(message), "{model:?}: {err}");

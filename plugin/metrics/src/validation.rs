@@ -2,8 +2,6 @@
 //! noise folder at the benchmark's test SNRs (2.5, 7.5, 12.5, 17.5 dB, in turn), with a fixed
 //! seed, so every run and every model is scored on the same pairs.
 
-use std::path::{Path, PathBuf};
-
 /// The benchmark's test SNRs, in dB.
 pub const TEST_SNRS: [f64; 4] = [2.5, 7.5, 12.5, 17.5];
 /// The seed of the shipped validation set.
@@ -41,27 +39,6 @@ impl SplitMix {
     pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// FLAC and WAV files under `dir` (recursively), sorted by path.
-pub fn audio_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let p = entry?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("flac") || e.eq_ignore_ascii_case("wav"))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 fn power(x: &[f32]) -> f64 {

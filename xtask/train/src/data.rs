@@ -4,25 +4,13 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
-/// Every file of some folders as 16 kHz mono, with its name.
+/// Every usable file of some folders as mono at `rate` Hz, with its name.
 pub fn load_folders(dirs: &[PathBuf], rate: u32) -> Result<Vec<(String, Vec<f32>)>> {
     let mut out = vec![];
     for dir in dirs {
-        let files = wavecrn_metrics::validation::audio_files(dir)
-            .with_context(|| format!("cannot read the folder {}", dir.display()))?;
-        if files.is_empty() {
-            bail!("{} holds no WAV or FLAC files", dir.display());
-        }
-        for f in files {
-            let mono = wavecrn_cli::pipeline::read_mono(&f, rate)?;
-            if mono.iter().all(|v| *v == 0.0) {
-                eprintln!("skipping {}: silent", f.display());
-                continue;
-            }
-            out.push((f.display().to_string(), mono));
-        }
+        out.extend(wavecrn_cli::pipeline::read_folder_mono(dir, rate)?);
     }
     if out.is_empty() {
         bail!("no usable (non-silent) audio in {dirs:?}");

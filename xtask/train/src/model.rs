@@ -31,6 +31,9 @@ struct Tape {
     u_data: Vec<f32>,
     skip_data: Option<Vec<f32>>,
     c: Vec<f32>,
+    /// The recurrent weights and biases as the kernels read them.
+    weight_c: Vec<f32>,
+    bias: Vec<f32>,
     /// The layer's output, a leaf of the next stage.
     h: Tensor,
 }
@@ -57,14 +60,12 @@ impl Net {
             } else {
                 nn::Init::Const(0.0)
             };
-            let t = path.var(parts[parts.len() - 1], &dims, init);
-            params.insert(name, t);
-        }
-        // The rescale factor is a fixed buffer in the reference, not a parameter.
-        for (name, t) in &params {
+            let mut t = path.var(parts[parts.len() - 1], &dims, init);
             if name.ends_with("scale_x") {
-                let _ = t.shallow_clone().set_requires_grad(false);
+                // A fixed buffer in the reference, not a parameter.
+                t = t.set_requires_grad(false);
             }
+            params.insert(name, t);
         }
         Self { config, vs, params }
     }
@@ -174,13 +175,13 @@ impl Net {
                 k: l.k,
             };
             let (u_data, skip_data) = (to_vec(&u), skip.as_ref().map(to_vec));
-            let (wc, bias) = (to_vec(p(&name("weight_c"))), to_vec(p(&name("bias"))));
+            let (weight_c, bias) = (to_vec(p(&name("weight_c"))), to_vec(p(&name("bias"))));
             let mut out = vec![0.0; shape.h_len()];
             let mut c = vec![0.0; shape.h_len()];
             recurrence::forward(
                 shape,
                 Params {
-                    weight_c: &wc,
+                    weight_c: &weight_c,
                     bias: &bias,
                 },
                 &u_data,
@@ -200,6 +201,8 @@ impl Net {
                 u_data,
                 skip_data,
                 c,
+                weight_c,
+                bias,
                 h: h_leaf,
             });
         }
@@ -229,12 +232,11 @@ impl Net {
         for (layer, tape) in tapes.iter().enumerate().rev() {
             let name = |s: &str| format!("sru.rnn_lst.{layer}.{s}");
             let dh = to_vec(&tape.h.grad());
-            let (wc, bias) = (to_vec(p(&name("weight_c"))), to_vec(p(&name("bias"))));
             let g = recurrence::backward(
                 tape.shape,
                 Params {
-                    weight_c: &wc,
-                    bias: &bias,
+                    weight_c: &tape.weight_c,
+                    bias: &tape.bias,
                 },
                 &tape.u_data,
                 tape.skip_data.as_deref(),
