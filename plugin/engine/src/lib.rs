@@ -12,6 +12,7 @@ pub mod offline;
 pub mod onnx_export;
 pub mod resample;
 pub mod sru;
+pub mod stream;
 pub mod weights;
 
 pub use config::{MaskKind, ModelConfig};

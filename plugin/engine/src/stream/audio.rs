@@ -1,0 +1,240 @@
+//! The audio thread's half of a stream. It copies the host's block into the input ring, takes
+//! the processed audio that is due out of the output ring, and delays the dry signal to match.
+//! Nothing here allocates, locks, waits (unless asked to, for offline renders) or makes a
+//! system call: every buffer is sized when the stream is made.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ringbuf::traits::{Consumer, Observer, Producer};
+use ringbuf::{HeapCons, HeapProd};
+
+use super::Shared;
+
+/// The audio thread's end of one stream.
+pub struct AudioSide {
+    input: HeapProd<f32>,
+    output: HeapCons<f32>,
+    shared: Arc<Shared>,
+    channels: usize,
+    max_block: usize,
+    latency: usize,
+    /// Frames over which the processed signal fades in and out when the worker falls behind.
+    fade: usize,
+    /// Per channel: the dry signal's delay line, `latency` frames long.
+    delay: Vec<Vec<f32>>,
+    delay_at: usize,
+    /// Output frames still due from before the stream (re)started: nothing processed exists
+    /// for them.
+    gap: usize,
+    /// Processed frames that were due but had not arrived: they are dropped when they do.
+    debt: usize,
+    /// Weight of the processed signal in `wet`, moving between 0 and 1.
+    presence: f32,
+    /// Whether the last block ran out of processed audio (counted once per shortfall).
+    starved: bool,
+    /// Frames in the last block.
+    last: usize,
+    /// Epoch the worker must acknowledge before this side feeds it again.
+    awaiting: Option<u64>,
+    interleaved: Vec<f32>,
+    dry: Vec<Vec<f32>>,
+    wet: Vec<Vec<f32>>,
+}
+
+impl AudioSide {
+    pub(super) fn new(
+        input: HeapProd<f32>,
+        output: HeapCons<f32>,
+        shared: Arc<Shared>,
+        channels: usize,
+        max_block: usize,
+        latency: usize,
+        fade: usize,
+    ) -> Self {
+        Self {
+            input,
+            output,
+            shared,
+            channels,
+            max_block,
+            latency,
+            fade: fade.max(1),
+            delay: vec![vec![0.0; latency.max(1)]; channels],
+            delay_at: 0,
+            gap: latency,
+            debt: 0,
+            presence: 0.0,
+            starved: false,
+            last: 0,
+            awaiting: None,
+            interleaved: vec![0.0; max_block * channels],
+            dry: vec![vec![0.0; max_block]; channels],
+            wet: vec![vec![0.0; max_block]; channels],
+        }
+    }
+
+    /// The stream's latency in host frames: output frame `n` is input frame `n - latency`.
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// The most frames one call to [`process`](Self::process) takes.
+    pub fn max_block(&self) -> usize {
+        self.max_block
+    }
+
+    /// Starts the stream over: the delay line is cleared and the worker is told to drop what it
+    /// holds. Until it has, the output is the dry signal.
+    pub fn reset(&mut self) {
+        for d in &mut self.delay {
+            d.fill(0.0);
+        }
+        self.request_restart();
+    }
+
+    fn request_restart(&mut self) {
+        let epoch = self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.awaiting = Some(epoch);
+        self.presence = 0.0;
+    }
+
+    /// Takes one block (one slice per channel, at most [`max_block`](Self::max_block) frames,
+    /// equal lengths). Afterwards [`dry`](Self::dry) and [`wet`](Self::wet) hold the block's
+    /// output: the input delayed by the latency, and the processed signal at the same time.
+    /// Non-finite input is replaced by silence here, so it can reach neither the model nor
+    /// the output.
+    ///
+    /// With `wait`, the call waits for the worker rather than falling back to the dry signal
+    /// (for offline renders, never for real-time ones).
+    pub fn process(&mut self, block: &[&[f32]], wait: bool) {
+        let ch = self.channels;
+        let n = block.first().map_or(0, |b| b.len());
+        assert!(
+            n <= self.max_block,
+            "block longer than the stream was made for"
+        );
+        assert_eq!(block.len(), ch, "wrong number of channels");
+        self.last = n;
+
+        // Dry path: sanitise, delay.
+        for (c, b) in block.iter().enumerate() {
+            let line = &mut self.delay[c];
+            let len = line.len();
+            let mut at = self.delay_at;
+            for (i, &x) in b.iter().enumerate() {
+                let x = if x.is_finite() { x } else { 0.0 };
+                self.interleaved[i * ch + c] = x;
+                if self.latency == 0 {
+                    self.dry[c][i] = x;
+                } else {
+                    self.dry[c][i] = line[at];
+                    line[at] = x;
+                    at = (at + 1) % len;
+                }
+            }
+        }
+        self.delay_at = (self.delay_at + n) % self.delay[0].len();
+
+        self.check_restart();
+        if self.awaiting.is_none() {
+            if self.input.vacant_len() < n * ch {
+                // The worker has stalled for seconds: start the stream over.
+                self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+                self.request_restart();
+            } else {
+                self.input.push_slice(&self.interleaved[..n * ch]);
+            }
+        }
+        if self.awaiting.is_some() {
+            for c in 0..ch {
+                self.wet[c][..n].copy_from_slice(&self.dry[c][..n]);
+            }
+            return;
+        }
+
+        let gap = self.gap.min(n);
+        self.gap -= gap;
+        let due = n - gap;
+        if wait && due > 0 {
+            let want = (self.debt + due + self.fade) * ch;
+            let started = std::time::Instant::now();
+            while self.output.occupied_len() < want
+                && started.elapsed() < std::time::Duration::from_secs(10)
+            {
+                std::thread::yield_now();
+            }
+        }
+        let mut available = self.output.occupied_len() / ch;
+        let drop = self.debt.min(available);
+        self.output.skip(drop * ch);
+        self.debt -= drop;
+        available -= drop;
+
+        for c in 0..ch {
+            self.wet[c][..gap].copy_from_slice(&self.dry[c][..gap]);
+        }
+        let take = available.min(due);
+        if take < due && !self.starved {
+            self.starved = true;
+            self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+        } else if take == due && due > 0 {
+            self.starved = false;
+        }
+        self.output.pop_slice(&mut self.interleaved[..take * ch]);
+        let step = 1.0 / self.fade as f32;
+        for i in 0..take {
+            // Fade out over the last `fade` frames the worker has delivered, so running dry
+            // never clicks; fade back in once it is ahead again.
+            let target = if available - i > self.fade { 1.0 } else { 0.0 };
+            self.presence = if target > self.presence {
+                (self.presence + step).min(1.0)
+            } else {
+                (self.presence - step).max(0.0)
+            };
+            let at = gap + i;
+            for c in 0..ch {
+                let d = self.dry[c][at];
+                let y = self.interleaved[i * ch + c];
+                let y = if y.is_finite() { y } else { d };
+                self.wet[c][at] = d + self.presence * (y - d);
+            }
+        }
+        for c in 0..ch {
+            self.wet[c][gap + take..n].copy_from_slice(&self.dry[c][gap + take..n]);
+        }
+        if take < due {
+            self.presence = 0.0;
+            self.debt += due - take;
+        }
+    }
+
+    fn check_restart(&mut self) {
+        if let Some(epoch) = self.awaiting {
+            if self.shared.acked.load(Ordering::Acquire) == epoch {
+                // Whatever the worker sent before its acknowledgement is stale.
+                let stale = self.output.occupied_len();
+                self.output.skip(stale);
+                self.awaiting = None;
+                self.gap = self.latency;
+                self.debt = 0;
+            }
+        }
+    }
+
+    /// Channel `c` of the last block's dry output.
+    pub fn dry(&self, c: usize) -> &[f32] {
+        &self.dry[c][..self.last]
+    }
+
+    /// Channel `c` of the last block's processed output (the dry signal where the worker had
+    /// nothing yet).
+    pub fn wet(&self, c: usize) -> &[f32] {
+        &self.wet[c][..self.last]
+    }
+
+    /// How often the output fell back to the dry signal because the worker was late.
+    pub fn fallbacks(&self) -> u64 {
+        self.shared.fallbacks.load(Ordering::Relaxed)
+    }
+}

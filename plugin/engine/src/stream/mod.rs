@@ -1,0 +1,270 @@
+//! Real-time streaming: host audio in blocks of any size, at any rate, through the model on a
+//! worker thread, out again with a constant latency.
+//!
+//! ```text
+//!  audio thread (AudioSide)                 worker thread (WorkerSide)
+//!  block -> sanitise -> [input ring] ------> resample to 16 kHz -> model stage -> resample back
+//!  block <- dry delayed by the latency,      + the band above 8 kHz, gain-tracked
+//!           wet from [output ring] <-------
+//! ```
+//!
+//! Every stage on the worker keeps its output aligned with its input sample for sample, so the
+//! processed signal needs no delay of its own: it only arrives late. The output ring starts
+//! `latency` frames behind the input, and `latency` covers the latest any stage releases a
+//! sample, the largest host block, a fade and a margin for the worker's own time. When the
+//! worker is later than that anyway, the audio side hands out the delayed dry signal (faded)
+//! and drops the processed frames it missed when they come.
+
+mod audio;
+mod causal;
+mod stage;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ringbuf::traits::Split;
+use ringbuf::HeapRb;
+
+pub use audio::AudioSide;
+pub use causal::CausalStage;
+pub use stage::{ModelStage, Window, WindowStage};
+pub use worker::{StageFactory, WorkerSide};
+
+use crate::error::{Error, Result};
+use crate::model::{LoadOptions, Model};
+
+/// How a stream runs the model: the trade between latency and fidelity to the whole-file
+/// result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// Bidirectional model, long windows: closest to the whole-file output.
+    Quality,
+    /// Bidirectional model, short windows: a third of the latency.
+    Balanced,
+    /// Causal model, hop by hop.
+    LowLatency,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 3] = [Preset::Quality, Preset::Balanced, Preset::LowLatency];
+
+    /// The windows a bidirectional model runs on, in model samples (at 16 kHz).
+    pub fn window(self) -> Option<Window> {
+        let ms = |ms: usize| ms * 16;
+        match self {
+            Preset::Quality => Some(Window {
+                context: ms(480),
+                chunk: ms(960),
+                lookahead: ms(480),
+            }),
+            Preset::Balanced => Some(Window {
+                context: ms(240),
+                chunk: ms(240),
+                lookahead: ms(240),
+            }),
+            Preset::LowLatency => None,
+        }
+    }
+
+    /// Time the worker is given, beyond the model's own lag, to finish a piece: half a
+    /// chunk for the windowed presets, a few milliseconds hop by hop.
+    fn margin_seconds(self) -> f64 {
+        match self.window() {
+            Some(w) => w.chunk as f64 / 16_000.0 / 2.0,
+            None => 0.0025,
+        }
+    }
+}
+
+/// The two models a plugin streams with, as ONNX bytes.
+#[derive(Clone)]
+pub struct StreamModels {
+    /// The bidirectional model (Quality and Balanced).
+    pub bidirectional: Arc<Model>,
+    /// The causal model's ONNX bytes (Low latency).
+    pub causal: Arc<[u8]>,
+}
+
+impl StreamModels {
+    /// Loads both models, checking each is of the kind its mode needs.
+    pub fn from_bytes(bidirectional: &[u8], causal: &[u8]) -> Result<Self> {
+        let bi = Model::from_bytes(bidirectional, &LoadOptions::default())?;
+        if bi.config().directions != 2 {
+            return Err(Error::Model(
+                "the Quality model must be bidirectional".into(),
+            ));
+        }
+        CausalStage::from_onnx(causal, 1)?;
+        Ok(Self {
+            bidirectional: Arc::new(bi),
+            causal: causal.into(),
+        })
+    }
+
+    fn stage_factory(&self, preset: Preset, channels: usize) -> StageFactory {
+        match preset.window() {
+            Some(window) => {
+                let model = self.bidirectional.clone();
+                Box::new(move || {
+                    Ok(
+                        Box::new(WindowStage::new((*model).clone(), window, channels))
+                            as Box<dyn ModelStage>,
+                    )
+                })
+            }
+            None => {
+                let bytes = self.causal.clone();
+                Box::new(move || {
+                    Ok(Box::new(CausalStage::from_onnx(&bytes, channels)?) as Box<dyn ModelStage>)
+                })
+            }
+        }
+    }
+
+    /// How long a sample may wait inside the model stage of `preset`, in model samples.
+    fn lag(&self, preset: Preset) -> usize {
+        match preset.window() {
+            Some(w) => w.chunk + w.lookahead,
+            None => CausalStage::from_onnx(&self.causal, 1)
+                .map(|s| s.lag())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// What the two halves share: the restart handshake and the diagnostics counters.
+#[derive(Default)]
+struct Shared {
+    /// Bumped by the audio side to make the worker start over.
+    epoch: AtomicU64,
+    /// The last epoch the worker has started over for.
+    acked: AtomicU64,
+    fallbacks: AtomicU64,
+    busy_nanos: AtomicU64,
+}
+
+/// Makes a stream: its audio side (for the audio thread) and its worker side.
+///
+/// `max_block` is the largest block the host will send; it is part of the latency, as the
+/// worker can only start on a block once the host has handed it over.
+pub fn stream(
+    models: &StreamModels,
+    preset: Preset,
+    host_rate: f64,
+    channels: usize,
+    max_block: usize,
+) -> Result<(AudioSide, WorkerSide)> {
+    if !(8_000.0..=384_000.0).contains(&host_rate) {
+        return Err(Error::Input(format!(
+            "cannot stream at {host_rate} Hz (8 kHz to 384 kHz)"
+        )));
+    }
+    if channels == 0 || max_block == 0 {
+        return Err(Error::Input("a stream needs channels and frames".into()));
+    }
+    let model_rate = models.bidirectional.config().sample_rate as f64;
+    let latency = latency(models, preset, host_rate, max_block)?;
+    let fade = fade_frames(host_rate);
+    // Room for everything in flight, and for a worker that is seconds late.
+    let ring = (latency + 4 * max_block + (2.0 * host_rate) as usize) * channels;
+    let (in_prod, in_cons) = HeapRb::<f32>::new(ring).split();
+    let (out_prod, out_cons) = HeapRb::<f32>::new(ring).split();
+    let shared = Arc::new(Shared::default());
+    let audio = AudioSide::new(
+        in_prod,
+        out_cons,
+        shared.clone(),
+        channels,
+        max_block,
+        latency,
+        fade,
+    );
+    let worker = WorkerSide::new(
+        in_cons,
+        out_prod,
+        shared,
+        models.stage_factory(preset, channels),
+        host_rate,
+        model_rate,
+        channels,
+    )?;
+    Ok((audio, worker))
+}
+
+fn fade_frames(host_rate: f64) -> usize {
+    (host_rate * 0.001).round() as usize
+}
+
+/// The latency of a stream in host frames, fixed by its preset, the host's rate and its
+/// largest block.
+pub fn latency(
+    models: &StreamModels,
+    preset: Preset,
+    host_rate: f64,
+    max_block: usize,
+) -> Result<usize> {
+    let model_rate = models.bidirectional.config().sample_rate as f64;
+    let down = worker::resampler_lateness(host_rate, model_rate)? as f64;
+    let up = worker::resampler_lateness(model_rate, host_rate)? as f64;
+    let in_model = (models.lag(preset) as f64 + up) * host_rate / model_rate;
+    let pipeline = (down + in_model).ceil() as usize + 2;
+    let margin = (preset.margin_seconds() * host_rate).ceil() as usize;
+    Ok(pipeline + max_block + fade_frames(host_rate) + margin)
+}
+
+/// A thread that keeps a set of streams' worker sides going until dropped.
+pub struct WorkerThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    errors: Arc<AtomicU64>,
+}
+
+impl WorkerThread {
+    /// Starts a thread polling `workers`, sleeping `idle` whenever none had input.
+    pub fn spawn(mut workers: Vec<WorkerSide>, idle: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let (s, e) = (stop.clone(), errors.clone());
+        let handle = std::thread::Builder::new()
+            .name("wavecrn-worker".into())
+            .spawn(move || {
+                while !s.load(Ordering::Acquire) {
+                    let mut busy = false;
+                    for w in &mut workers {
+                        match w.poll() {
+                            Ok(b) => busy |= b,
+                            // The audio side falls back to dry and counts it; keep going.
+                            Err(_) => {
+                                e.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    if !busy {
+                        std::thread::sleep(idle);
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+            errors,
+        })
+    }
+
+    /// How many times a worker side failed (each one shows as a dry stretch in the output).
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for WorkerThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

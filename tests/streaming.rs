@@ -1,0 +1,299 @@
+//! The streaming engine: hop-by-hop and windowed model stages against the whole-signal model,
+//! the full stream (resampling, rings, worker thread) against the offline path, its latency,
+//! its fallback when the worker is late, and an audio side that never allocates.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::resample::StreamResampler;
+use wavecrn_engine::stream::{
+    self, AudioSide, CausalStage, ModelStage, Preset, StreamModels, Window, WindowStage,
+    WorkerThread,
+};
+use wavecrn_engine::{LoadOptions, Model, Weights};
+use wavecrn_tests::fixture;
+
+/// Counts allocations made on threads that asked to be watched.
+struct Counting;
+thread_local! {
+    static WATCHED: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if WATCHED.with(Cell::get) {
+            COUNT.with(|c| c.set(c.get() + 1));
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+}
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn onnx(name: &str) -> Vec<u8> {
+    let w = Weights::read(fixture(&format!("reference/{name}.safetensors"))).unwrap();
+    to_onnx_bytes(&w, &ModelInfo::default())
+}
+
+fn models() -> StreamModels {
+    StreamModels::from_bytes(&onnx("small_bidir"), &onnx("small_causal")).unwrap()
+}
+
+/// Deterministic test audio: a few drifting tones and noise.
+fn signal(len: usize, rate: f64, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..len)
+        .map(|i| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1;
+            let t = i as f64 / rate;
+            let tone = 0.3
+                * (2.0 * std::f64::consts::PI * (220.0 + 30.0 * (t * 3.0).sin()) * t).sin()
+                + 0.1 * (2.0 * std::f64::consts::PI * 1900.0 * t).sin();
+            tone as f32 + noise
+        })
+        .collect()
+}
+
+fn snr_db(reference: &[f32], test: &[f32]) -> f64 {
+    let (mut s, mut e) = (0.0f64, 0.0f64);
+    for (a, b) in reference.iter().zip(test) {
+        s += (*a as f64).powi(2);
+        e += (*a as f64 - *b as f64).powi(2);
+    }
+    10.0 * (s / e.max(1e-30)).log10()
+}
+
+fn feed(stage: &mut dyn ModelStage, x: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let mut out = vec![Vec::new(); x.len()];
+    let pieces = [1usize, 7, 48, 100, 333, 5, 960];
+    let (mut at, mut k) = (0, 0);
+    while at < x[0].len() {
+        let n = pieces[k % pieces.len()].min(x[0].len() - at);
+        let piece: Vec<Vec<f32>> = x.iter().map(|c| c[at..at + n].to_vec()).collect();
+        stage.process(&piece, &mut out).unwrap();
+        at += n;
+        k += 1;
+    }
+    out
+}
+
+#[test]
+fn causal_stage_matches_the_whole_signal_model() {
+    let bytes = onnx("small_causal");
+    let model = Model::from_bytes(&bytes, &LoadOptions::default()).unwrap();
+    let x: Vec<Vec<f32>> = (0..2).map(|c| signal(16_000, 16_000.0, c)).collect();
+    let whole = model.denoise(&x.concat(), 2).unwrap();
+    let mut stage = CausalStage::from_onnx(&bytes, 2).unwrap();
+    let lag = stage.lag();
+    let out = feed(&mut stage, &x);
+    for (c, o) in out.iter().enumerate() {
+        // Everything but the last `lag` samples is final.
+        assert!(o.len() >= 16_000 - lag, "only {} samples out", o.len());
+        let want = &whole[c * 16_000..c * 16_000 + o.len()];
+        let worst = o
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "channel {c}: worst difference {worst}");
+    }
+}
+
+#[test]
+fn windowed_stage_tracks_the_whole_signal_model() {
+    let bytes = onnx("small_bidir");
+    let model = Model::from_bytes(&bytes, &LoadOptions::default()).unwrap();
+    let len = 48_000;
+    let x: Vec<Vec<f32>> = (0..2).map(|c| signal(len, 16_000.0, 10 + c)).collect();
+    let whole = model.denoise(&x.concat(), 2).unwrap();
+    let window = Window {
+        context: 4800,
+        chunk: 4800,
+        lookahead: 4800,
+    };
+    let mut stage = WindowStage::new(model, window, 2);
+    let out = feed(&mut stage, &x);
+    for (c, o) in out.iter().enumerate() {
+        assert_eq!(o.len(), (len - 4800) / 4800 * 4800);
+        let want = &whole[c * len..c * len + o.len()];
+        let snr = snr_db(want, o);
+        eprintln!("windowed stage, channel {c}: {snr:.1} dB from the whole-signal output");
+        assert!(snr > 40.0, "channel {c}: {snr:.1} dB");
+    }
+}
+
+/// Streams `x` (planar) through a stream in blocks of the given sizes; returns (dry, wet).
+fn run_stream(
+    audio: &mut AudioSide,
+    x: &[Vec<f32>],
+    blocks: &[usize],
+    wait: bool,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let ch = x.len();
+    let (mut dry, mut wet) = (vec![Vec::new(); ch], vec![Vec::new(); ch]);
+    let (mut at, mut k) = (0, 0);
+    while at < x[0].len() {
+        let n = blocks[k % blocks.len()].min(x[0].len() - at);
+        let block: Vec<&[f32]> = x.iter().map(|c| &c[at..at + n]).collect();
+        audio.process(&block, wait);
+        for c in 0..ch {
+            dry[c].extend_from_slice(audio.dry(c));
+            wet[c].extend_from_slice(audio.wet(c));
+        }
+        at += n;
+        k += 1;
+    }
+    (dry, wet)
+}
+
+/// The offline path for one channel: resample to 16 kHz, the whole-signal model, back, with
+/// the stream's converters.
+fn offline(model: &Model, x: &[f32], rate: f64) -> Vec<f32> {
+    let convert = |x: &[f32], from: f64, to: f64| {
+        let mut r = StreamResampler::low_latency(from, to, 1).unwrap();
+        let mut out = vec![Vec::new()];
+        r.process(&[x], &mut out).unwrap();
+        r.finish(&mut out).unwrap();
+        out.pop().unwrap()
+    };
+    let low = convert(x, rate, 16_000.0);
+    let y = model.denoise(&low, 1).unwrap();
+    convert(&y, 16_000.0, rate)
+}
+
+#[test]
+fn streams_match_the_offline_path_at_host_rates() {
+    let models = models();
+    for (preset, rate, max_block, blocks, floor_db) in [
+        (
+            Preset::LowLatency,
+            48_000.0,
+            512,
+            vec![1, 17, 511, 64],
+            30.0,
+        ),
+        (
+            Preset::LowLatency,
+            44_100.0,
+            4096,
+            vec![4096, 17, 300],
+            30.0,
+        ),
+        (Preset::Balanced, 48_000.0, 512, vec![512, 1, 17, 511], 25.0),
+        (Preset::Balanced, 16_000.0, 128, vec![128, 3], 25.0),
+        (Preset::Quality, 22_050.0, 1024, vec![1000, 24], 25.0),
+    ] {
+        let (mut audio, worker) = stream::stream(&models, preset, rate, 2, max_block).unwrap();
+        let latency = audio.latency();
+        let _thread = WorkerThread::spawn(vec![worker], Duration::from_micros(200)).unwrap();
+        // Content below 4 kHz only: the band the model cannot see is empty, and the
+        // converters' transition bands play no part.
+        let len = (4.0 * rate) as usize;
+        let x: Vec<Vec<f32>> = (0..2)
+            .map(|c| {
+                let mut r = StreamResampler::new(8_000.0, rate, 1).unwrap();
+                let mut out = vec![Vec::new()];
+                r.process(&[&signal(32_000, 8_000.0, 20 + c)], &mut out)
+                    .unwrap();
+                r.finish(&mut out).unwrap();
+                out.pop().unwrap()[..len].to_vec()
+            })
+            .collect();
+        let (dry, wet) = run_stream(&mut audio, &x, &blocks, true);
+        assert_eq!(audio.fallbacks(), 0, "{preset:?}: offline renders wait");
+        let model = match preset {
+            Preset::LowLatency => {
+                Model::from_bytes(&models.causal, &LoadOptions::default()).unwrap()
+            }
+            _ => (*models.bidirectional).clone(),
+        };
+        for c in 0..2 {
+            assert_eq!(
+                &dry[c][latency..],
+                &x[c][..len - latency],
+                "dry path is the input, delayed"
+            );
+            let want = offline(&model, &x[c], rate);
+            // Skip the start (the stream begins cold) and the end (the whole-signal model
+            // sees the signal stop).
+            let (a, b) = (rate as usize / 2, len - latency - rate as usize / 2);
+            let snr = snr_db(&want[a..b], &wet[c][a + latency..b + latency]);
+            eprintln!("{preset:?} at {rate} Hz, channel {c}: latency {latency} frames ({:.1} ms), {snr:.1} dB from the offline output", latency as f64 / rate * 1000.0);
+            assert!(snr > floor_db, "{preset:?} at {rate} Hz: {snr:.1} dB");
+        }
+    }
+}
+
+#[test]
+fn without_a_worker_the_output_is_the_delayed_dry_signal() {
+    let models = models();
+    let (mut audio, _worker) =
+        stream::stream(&models, Preset::LowLatency, 48_000.0, 1, 256).unwrap();
+    let latency = audio.latency();
+    let mut x = signal(48_000, 48_000.0, 3);
+    x[100] = f32::NAN;
+    x[200] = f32::INFINITY;
+    let (dry, wet) = run_stream(&mut audio, &[x.clone()], &[256, 13], false);
+    assert!(wet[0].iter().all(|v| v.is_finite()));
+    assert_eq!(
+        dry[0], wet[0],
+        "nothing processed: the output is the dry signal"
+    );
+    assert_eq!(dry[0][latency + 100], 0.0, "NaN became silence");
+    assert_eq!(dry[0][latency + 101], x[101]);
+    assert!(audio.fallbacks() >= 1, "the shortfall is counted");
+}
+
+#[test]
+fn an_impulse_comes_out_after_exactly_the_latency() {
+    let models = models();
+    for preset in Preset::ALL {
+        for rate in [44_100.0, 48_000.0, 96_000.0] {
+            let (mut audio, worker) = stream::stream(&models, preset, rate, 1, 64).unwrap();
+            let latency = audio.latency();
+            let _thread = WorkerThread::spawn(vec![worker], Duration::from_micros(200)).unwrap();
+            let mut x = vec![0.0f32; latency + 2048];
+            x[777] = 1.0;
+            let (dry, _) = run_stream(&mut audio, &[x], &[64, 1, 17], true);
+            let at = dry[0].iter().position(|&v| v == 1.0).unwrap();
+            assert_eq!(at, 777 + latency, "{preset:?} at {rate} Hz");
+        }
+    }
+}
+
+#[test]
+fn the_audio_side_never_allocates() {
+    let models = models();
+    let (mut audio, worker) =
+        stream::stream(&models, Preset::LowLatency, 48_000.0, 2, 512).unwrap();
+    let thread = WorkerThread::spawn(vec![worker], Duration::from_micros(200)).unwrap();
+    let x: Vec<Vec<f32>> = (0..2).map(|c| signal(96_000, 48_000.0, c)).collect();
+    let blocks: Vec<&[f32]> = x.iter().map(|c| &c[..]).collect();
+    let mut at = 0;
+    let mut allocations = 0;
+    for (k, n) in [512usize, 1, 17, 511, 64].iter().cycle().enumerate() {
+        if at + n > x[0].len() {
+            break;
+        }
+        let block: Vec<&[f32]> = blocks.iter().map(|c| &c[at..at + n]).collect();
+        if k == 40 {
+            audio.reset();
+        }
+        WATCHED.with(|w| w.set(true));
+        audio.process(&block, false);
+        WATCHED.with(|w| w.set(false));
+        allocations += COUNT.with(|c| c.replace(0));
+        at += n;
+        std::thread::sleep(Duration::from_micros(*n as u64 * 20));
+    }
+    drop(thread);
+    assert_eq!(allocations, 0);
+}
