@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
 mod bench;
+mod bench_stream;
 mod eval;
 mod export;
 mod libtorch;
@@ -22,6 +23,9 @@ enum Command {
     Export(export::Args),
     /// Print speed figures: real-time factor of the engine and of the recurrence kernels.
     Bench(bench::Args),
+    /// Real-time path figures per mode: latency, worker real-time factor, audio-thread time
+    /// per block, and streamed-vs-whole-file SNR on real speech.
+    BenchStream(bench_stream::Args),
     /// Score models (or enhanced files) with PESQ, CSIG, CBAK, COVL, SSNR, STOI and more.
     Eval(eval::Args),
     /// Unpack a slim CPU LibTorch into .libtorch (from the PyPI torch wheel) for training.
@@ -30,6 +34,12 @@ enum Command {
     Train(train::Args),
     /// Training speed: audio-seconds trained per second, paper configuration, batch 8 x 1 s.
     BenchTrain(train::Args),
+    /// Build installable plugin bundles (CLAP and VST3) into target/bundled/:
+    /// `cargo xtask bundle wavecrn --release`.
+    Bundle {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -38,7 +48,12 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchStream(args) => bench_stream::run(args),
         Command::Test(args) => test::run(args),
+        Command::Bundle { args } => nice_plug_xtask::main_with_args(
+            "cargo xtask",
+            std::iter::once("bundle".to_string()).chain(args),
+        ),
         Command::Eval(args) => eval::run(args),
         Command::Libtorch(args) => libtorch::run(args),
         Command::Train(args) => train::run(args),

@@ -1,9 +1,11 @@
 //! `cargo xtask test`: the whole test suite, with its set-up.
 //!
 //! Installs what the tests need and nothing else does: a Python venv with onnx and
-//! onnxruntime (pinned in tests/python/requirements.txt) and the slim LibTorch the trainer
-//! builds against (`cargo xtask libtorch`). Then runs every test of the workspace in release
-//! mode (the reference cases are slow unoptimised).
+//! onnxruntime (pinned in tests/python/requirements.txt), the slim LibTorch the trainer
+//! builds against (`cargo xtask libtorch`), and the ALSA and JACK headers the standalone app
+//! builds against. Builds the plugin bundles (the CLAP host test loads them) and the
+//! standalone app, then runs every test of the workspace in release mode (the reference cases
+//! are slow unoptimised).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,6 +70,27 @@ fn python_venv(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// The ALSA and JACK development packages (Debian names), installed when pkg-config lacks them.
+fn audio_headers() -> Result<()> {
+    let have = Command::new("pkg-config")
+        .args(["--exists", "alsa", "jack"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !have {
+        status(Command::new("apt-get").arg("update").arg("-q"))?;
+        status(Command::new("apt-get").args([
+            "install",
+            "-y",
+            "-q",
+            "pkg-config",
+            "libasound2-dev",
+            "libjack-jackd2-dev",
+        ]))?;
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -75,13 +98,27 @@ pub fn run(args: Args) -> Result<()> {
         .to_path_buf();
     let python = python_venv(&root)?;
     crate::libtorch::ensure(&root, false)?;
+    audio_headers()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    nice_plug_xtask::main_with_args(
+        "cargo xtask",
+        ["bundle", "wavecrn", "--release"].map(String::from),
+    )?;
+    status(Command::new(&cargo).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "wavecrn",
+        "--features",
+        "standalone",
+    ]))?;
     status(
         Command::new(cargo)
             .current_dir(&root)
             .args(["test", "--workspace", "--release"])
             .args(&args.cargo_args)
             .env("WAVECRN_PYTHON", &python)
-            .env("WAVECRN_REQUIRE_ONNX_CHECK", "1"),
+            .env("WAVECRN_REQUIRE_ONNX_CHECK", "1")
+            .env("WAVECRN_REQUIRE_BUNDLE", "1"),
     )
 }

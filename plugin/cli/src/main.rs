@@ -33,7 +33,7 @@ struct DenoiseArgs {
     /// Folder for the outputs, which keep their input's file names.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// ONNX model written by `cargo xtask export`.
+    /// ONNX model written by `cargo xtask export` (default: the shipped bidirectional model).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Overwrite outputs that already exist.
@@ -67,10 +67,13 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
             args.inputs.len()
         );
     }
-    let Some(model_path) = &args.model else {
-        bail!("no model given: pass --model FILE.onnx (write one with `cargo xtask export WEIGHTS.safetensors -o FILE.onnx`)");
+    let model = match &args.model {
+        Some(path) => Model::load(path)?,
+        None => Model::from_bytes(
+            wavecrn_engine::shipped::DENOISE,
+            &wavecrn_engine::LoadOptions::default(),
+        )?,
     };
-    let model = Model::load(model_path)?;
 
     // Work out every output path, and refuse clashes, before touching anything.
     let mut jobs = vec![];

@@ -11,6 +11,8 @@ pub mod model;
 pub mod offline;
 pub mod onnx_export;
 pub mod resample;
+
+pub mod shipped;
 pub mod sru;
 pub mod stream;
 pub mod weights;

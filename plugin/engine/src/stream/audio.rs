@@ -137,6 +137,15 @@ impl AudioSide {
         self.delay_at = (self.delay_at + n) % self.delay[0].len();
 
         self.check_restart();
+        if wait {
+            // Offline: wait for the worker to have started over, rather than run dry.
+            let started = std::time::Instant::now();
+            while self.awaiting.is_some() && started.elapsed() < std::time::Duration::from_secs(10)
+            {
+                std::thread::yield_now();
+                self.check_restart();
+            }
+        }
         if self.awaiting.is_none() {
             if self.input.vacant_len() < n * ch {
                 // The worker has stalled for seconds: start the stream over.

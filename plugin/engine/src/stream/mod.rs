@@ -69,6 +69,13 @@ impl Preset {
         }
     }
 
+    /// Whether the stream converts rates with the short low-latency converters. The windowed
+    /// presets, whose latency is in the hundreds of milliseconds anyway, use the same FFT
+    /// converters as the file path, so they come out as close to it as their windows allow.
+    fn live(self) -> bool {
+        self.window().is_none()
+    }
+
     /// Time the worker is given, beyond the model's own lag, to finish a piece: half a
     /// chunk for the windowed presets, a few milliseconds hop by hop.
     fn margin_seconds(self) -> f64 {
@@ -187,9 +194,12 @@ pub fn stream(
         out_prod,
         shared,
         models.stage_factory(preset, channels),
-        host_rate,
-        model_rate,
-        channels,
+        worker::ChainSpec {
+            host_rate,
+            model_rate,
+            channels,
+            live: preset.live(),
+        },
     )?;
     Ok((audio, worker))
 }
@@ -207,8 +217,8 @@ pub fn latency(
     max_block: usize,
 ) -> Result<usize> {
     let model_rate = models.bidirectional.config().sample_rate as f64;
-    let down = worker::resampler_lateness(host_rate, model_rate)? as f64;
-    let up = worker::resampler_lateness(model_rate, host_rate)? as f64;
+    let down = worker::resampler_lateness(host_rate, model_rate, preset.live())? as f64;
+    let up = worker::resampler_lateness(model_rate, host_rate, preset.live())? as f64;
     let in_model = (models.lag(preset) as f64 + up) * host_rate / model_rate;
     let pipeline = (down + in_model).ceil() as usize + 2;
     let margin = (preset.margin_seconds() * host_rate).ceil() as usize;

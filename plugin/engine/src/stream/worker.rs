@@ -17,6 +17,16 @@ use crate::resample::StreamResampler;
 /// Builds a fresh model stage (at the start, and after every reset).
 pub type StageFactory = Box<dyn Fn() -> Result<Box<dyn ModelStage>> + Send>;
 
+/// What a chain is made for: the rates, the channels, and which converters.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ChainSpec {
+    pub host_rate: f64,
+    pub model_rate: f64,
+    pub channels: usize,
+    /// Low-latency converters (short sinc) rather than the file path's FFT converters.
+    pub live: bool,
+}
+
 /// Everything between the two rings that has state.
 struct Chain {
     down: StreamResampler,
@@ -37,8 +47,7 @@ pub struct WorkerSide {
     output: HeapProd<f32>,
     shared: Arc<Shared>,
     make_stage: StageFactory,
-    host_rate: f64,
-    model_rate: f64,
+    spec: ChainSpec,
     channels: usize,
     chain: Chain,
     acked: u64,
@@ -57,18 +66,16 @@ impl WorkerSide {
         output: HeapProd<f32>,
         shared: Arc<Shared>,
         make_stage: StageFactory,
-        host_rate: f64,
-        model_rate: f64,
-        channels: usize,
+        spec: ChainSpec,
     ) -> Result<Self> {
-        let chain = Chain::new(&make_stage, host_rate, model_rate, channels)?;
+        let chain = Chain::new(&make_stage, spec)?;
+        let (channels, host_rate) = (spec.channels, spec.host_rate);
         Ok(Self {
             input,
             output,
             shared,
             make_stage,
-            host_rate,
-            model_rate,
+            spec,
             channels,
             chain,
             acked: 0,
@@ -87,12 +94,7 @@ impl WorkerSide {
         if epoch != self.acked {
             // The audio thread has stopped feeding us: drop its old input, start afresh.
             self.input.clear();
-            self.chain = Chain::new(
-                &self.make_stage,
-                self.host_rate,
-                self.model_rate,
-                self.channels,
-            )?;
+            self.chain = Chain::new(&self.make_stage, self.spec)?;
             self.acked = epoch;
             self.shared.acked.store(epoch, Ordering::Release);
             return Ok(true);
@@ -162,17 +164,25 @@ impl WorkerSide {
 }
 
 impl Chain {
-    fn new(
-        make_stage: &StageFactory,
-        host_rate: f64,
-        model_rate: f64,
-        channels: usize,
-    ) -> Result<Self> {
+    fn new(make_stage: &StageFactory, spec: ChainSpec) -> Result<Self> {
+        let ChainSpec {
+            host_rate,
+            model_rate,
+            channels,
+            live,
+        } = spec;
+        let converter = |from, to| {
+            if live {
+                StreamResampler::low_latency(from, to, channels)
+            } else {
+                StreamResampler::new(from, to, channels)
+            }
+        };
         Ok(Self {
-            down: StreamResampler::low_latency(host_rate, model_rate, channels)?,
+            down: converter(host_rate, model_rate)?,
             stage: make_stage()?,
-            up_wet: StreamResampler::low_latency(model_rate, host_rate, channels)?,
-            up_low: StreamResampler::low_latency(model_rate, host_rate, channels)?,
+            up_wet: converter(model_rate, host_rate)?,
+            up_low: converter(model_rate, host_rate)?,
             dry: vec![Vec::new(); channels],
             wet: vec![Vec::new(); channels],
             low: vec![Vec::new(); channels],
@@ -196,8 +206,12 @@ impl Chain {
 
 /// How late a converter's output comes, in its input samples: the most any output sample has
 /// to wait after the input sample at its own time has gone in, fed one sample at a time.
-pub(super) fn resampler_lateness(from: f64, to: f64) -> Result<usize> {
-    let mut r = StreamResampler::low_latency(from, to, 1)?;
+pub(super) fn resampler_lateness(from: f64, to: f64, live: bool) -> Result<usize> {
+    let mut r = if live {
+        StreamResampler::low_latency(from, to, 1)?
+    } else {
+        StreamResampler::new(from, to, 1)?
+    };
     let ratio = to / from;
     let mut out = vec![Vec::new()];
     let mut worst = 0.0f64;

@@ -1,0 +1,266 @@
+//! WaveCRN Denoise as a CLAP and VST3 plugin (and, with the `standalone` feature, an app).
+//!
+//! The plugin is a thin shell around the engine's streaming module: on activation it makes
+//! one stream per mode (all share one worker thread), and on the audio thread it feeds the
+//! active stream and mixes its aligned dry and denoised outputs. Channels are denoised
+//! independently (stereo is two mono streams in one batch), so the stereo image is kept.
+
+pub mod mix;
+pub mod params;
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use nice_plug::prelude::*;
+use wavecrn_engine::shipped;
+use wavecrn_engine::stream::{self, AudioSide, Preset, StreamModels, WorkerThread};
+
+use crate::mix::{mix, Controls};
+use crate::params::WavecrnParams;
+
+/// How long the bypass crossfade takes.
+const BYPASS_FADE_SECONDS: f32 = 0.01;
+
+/// The plugin instance.
+pub struct Wavecrn {
+    params: Arc<WavecrnParams>,
+    /// One stream per mode, in [`Preset::ALL`] order.
+    streams: Vec<AudioSide>,
+    worker: Option<WorkerThread>,
+    active: usize,
+    offline: bool,
+    sample_rate: f32,
+    bypass_state: f32,
+    reduction: Vec<f32>,
+    gain: Vec<f32>,
+    bypass: Vec<f32>,
+}
+
+impl Default for Wavecrn {
+    fn default() -> Self {
+        // Nothing heavy here: hosts create instances to scan them.
+        Self {
+            params: Arc::new(WavecrnParams::default()),
+            streams: Vec::new(),
+            worker: None,
+            active: 0,
+            offline: false,
+            sample_rate: 48_000.0,
+            bypass_state: 0.0,
+            reduction: Vec::new(),
+            gain: Vec::new(),
+            bypass: Vec::new(),
+        }
+    }
+}
+
+/// The shipped models, loaded once per process on first activation.
+pub fn shipped_models() -> Result<StreamModels, String> {
+    static MODELS: OnceLock<Result<StreamModels, String>> = OnceLock::new();
+    MODELS
+        .get_or_init(|| {
+            StreamModels::from_bytes(shipped::DENOISE, shipped::DENOISE_CAUSAL)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
+impl Wavecrn {
+    /// How often, since activation, the output fell back to the dry signal because the worker
+    /// was late (summed over the modes).
+    pub fn fallbacks(&self) -> u64 {
+        self.streams.iter().map(AudioSide::fallbacks).sum()
+    }
+
+    /// The latency the active mode reports, in host frames.
+    pub fn latency(&self) -> Option<usize> {
+        self.streams.get(self.active).map(AudioSide::latency)
+    }
+}
+
+impl Plugin for Wavecrn {
+    const NAME: &'static str = "WaveCRN Denoise";
+    const VENDOR: &'static str = "wavecrn";
+    const URL: &'static str = "https://github.com/wavecrn/wavecrn";
+    const EMAIL: &'static str = "team@wavecrn.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            ..AudioIOLayout::const_default()
+        },
+    ];
+
+    type Editor = ();
+    type SysExMessage = ();
+    type BackgroundTask = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(
+        &mut self,
+        layout: &AudioIOLayout,
+        config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        let models = match shipped_models() {
+            Ok(m) => m,
+            Err(e) => {
+                nice_error!("WaveCRN: cannot load the model: {e}");
+                return false;
+            }
+        };
+        let channels = layout.main_output_channels.map_or(2, NonZeroU32::get) as usize;
+        let rate = config.sample_rate as f64;
+        let max_block = config.max_buffer_size.max(1) as usize;
+        // Stop the old worker before its streams go.
+        self.worker = None;
+        let mut streams = Vec::new();
+        let mut workers = Vec::new();
+        for preset in Preset::ALL {
+            match stream::stream(&models, preset, rate, channels, max_block) {
+                Ok((audio, worker)) => {
+                    streams.push(audio);
+                    workers.push(worker);
+                }
+                Err(e) => {
+                    nice_error!("WaveCRN: cannot stream at {rate} Hz: {e}");
+                    return false;
+                }
+            }
+        }
+        match WorkerThread::spawn(workers, Duration::from_micros(500)) {
+            Ok(w) => self.worker = Some(w),
+            Err(e) => {
+                nice_error!("WaveCRN: cannot start the worker thread: {e}");
+                return false;
+            }
+        }
+        self.streams = streams;
+        self.active = self.params.mode.value().index();
+        self.offline = config.process_mode == ProcessMode::Offline;
+        self.sample_rate = config.sample_rate;
+        self.reduction = vec![0.0; max_block];
+        self.gain = vec![0.0; max_block];
+        self.bypass = vec![0.0; max_block];
+        self.bypass_state = if self.params.bypass.value() { 1.0 } else { 0.0 };
+        context.set_latency_samples(self.streams[self.active].latency() as u32);
+        true
+    }
+
+    fn reset(&mut self) {
+        for s in &mut self.streams {
+            s.reset();
+        }
+    }
+
+    fn deactivate(&mut self) {
+        if !self.streams.is_empty() {
+            nice_log!(
+                "WaveCRN: the output fell back to the dry signal {} times",
+                self.fallbacks()
+            );
+        }
+        self.worker = None;
+        self.streams.clear();
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        if self.streams.is_empty() {
+            return ProcessStatus::Error("not activated");
+        }
+        let mode = self.params.mode.value().index();
+        if mode != self.active {
+            self.streams[mode].reset();
+            self.active = mode;
+            context.set_latency_samples(self.streams[mode].latency() as u32);
+        }
+        let listen_noise = self.params.listen_noise.value();
+        let bypass_target = if self.params.bypass.value() { 1.0 } else { 0.0 };
+        let bypass_step = 1.0 / (BYPASS_FADE_SECONDS * self.sample_rate);
+        let total = buffer.samples();
+        let audio = &mut self.streams[mode];
+        let max = audio.max_block();
+        let channels = buffer.as_slice();
+        let ch = channels.len().min(2);
+        let mut at = 0;
+        while at < total {
+            let len = (total - at).min(max);
+            let mut input: [&[f32]; 2] = [&[], &[]];
+            for c in 0..ch {
+                input[c] = &channels[c][at..at + len];
+            }
+            audio.process(&input[..ch], self.offline);
+            self.params
+                .reduction
+                .smoothed
+                .next_block(&mut self.reduction, len);
+            self.params
+                .output_gain
+                .smoothed
+                .next_block(&mut self.gain, len);
+            for b in &mut self.bypass[..len] {
+                self.bypass_state = if bypass_target > self.bypass_state {
+                    (self.bypass_state + bypass_step).min(1.0)
+                } else {
+                    (self.bypass_state - bypass_step).max(0.0)
+                };
+                *b = self.bypass_state;
+            }
+            let controls = Controls {
+                reduction: &self.reduction[..len],
+                gain: &self.gain[..len],
+                bypass: &self.bypass[..len],
+                listen_noise,
+            };
+            for (c, out) in channels.iter_mut().take(ch).enumerate() {
+                mix(
+                    audio.dry(c),
+                    audio.wet(c),
+                    &controls,
+                    &mut out[at..at + len],
+                );
+            }
+            at += len;
+        }
+        ProcessStatus::Normal
+    }
+}
+
+impl ClapPlugin for Wavecrn {
+    const CLAP_ID: &'static str = "com.wavecrn.denoise";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Speech denoiser: WaveCRN on the raw waveform");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[
+        ClapFeature::AudioEffect,
+        ClapFeature::Restoration,
+        ClapFeature::Stereo,
+        ClapFeature::Mono,
+    ];
+}
+
+impl Vst3Plugin for Wavecrn {
+    const VST3_CLASS_ID: [u8; 16] = *b"WaveCRNDenoise01";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Fx, Vst3SubCategory::Restoration];
+}
+
+nice_export_clap!(Wavecrn);
+nice_export_vst3!(Wavecrn);

@@ -1,0 +1,89 @@
+//! The last step on the audio thread: dry and denoised signals (already aligned) into the
+//! output, following the smoothed parameters sample by sample.
+
+/// Per-sample parameter values for one block.
+pub struct Controls<'a> {
+    /// 0 = dry, 1 = fully denoised.
+    pub reduction: &'a [f32],
+    /// Linear output gain.
+    pub gain: &'a [f32],
+    /// 0 = processing, 1 = bypassed (ramps between the two).
+    pub bypass: &'a [f32],
+    pub listen_noise: bool,
+}
+
+/// Writes one channel of output. Reduction 0 and gain 1 give the dry signal bit for bit.
+pub fn mix(dry: &[f32], wet: &[f32], c: &Controls, out: &mut [f32]) {
+    for i in 0..out.len() {
+        let (d, w, r) = (dry[i], wet[i], c.reduction[i]);
+        let processed = if c.listen_noise {
+            r * (d - w)
+        } else {
+            d + r * (w - d)
+        } * c.gain[i];
+        let b = c.bypass[i];
+        out[i] = if b == 0.0 {
+            processed
+        } else {
+            processed + b * (d - processed)
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controls<'a>(r: &'a [f32], g: &'a [f32], b: &'a [f32], listen: bool) -> Controls<'a> {
+        Controls {
+            reduction: r,
+            gain: g,
+            bypass: b,
+            listen_noise: listen,
+        }
+    }
+
+    #[test]
+    fn zero_reduction_is_the_dry_signal_bit_for_bit() {
+        let dry = [0.1f32, -0.73, 1e-3, 0.333_333];
+        let wet = [0.5f32, 0.2, -0.4, 0.0];
+        let mut out = [0.0; 4];
+        mix(
+            &dry,
+            &wet,
+            &controls(&[0.0; 4], &[1.0; 4], &[0.0; 4], false),
+            &mut out,
+        );
+        assert_eq!(out, dry);
+        mix(
+            &dry,
+            &wet,
+            &controls(&[0.7; 4], &[1.0; 4], &[1.0; 4], false),
+            &mut out,
+        );
+        assert_eq!(out, dry, "bypassed");
+    }
+
+    #[test]
+    fn full_reduction_is_the_denoised_signal_and_listening_gives_the_rest() {
+        let dry = [0.1f32, -0.7];
+        let wet = [0.05f32, -0.5];
+        let (mut kept, mut removed) = ([0.0; 2], [0.0; 2]);
+        mix(
+            &dry,
+            &wet,
+            &controls(&[1.0; 2], &[1.0; 2], &[0.0; 2], false),
+            &mut kept,
+        );
+        mix(
+            &dry,
+            &wet,
+            &controls(&[1.0; 2], &[1.0; 2], &[0.0; 2], true),
+            &mut removed,
+        );
+        assert_eq!(kept, wet);
+        for i in 0..2 {
+            assert!((kept[i] + removed[i] - dry[i]).abs() < 1e-7);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The plugin's parameters: what a user can automate, and what a session saves.
+
+use nice_plug::prelude::*;
+use wavecrn_engine::stream::Preset;
+
+/// How the denoiser runs: latency against quality.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The bidirectional model with a long look ahead (about 2 s of latency): for
+    /// post-production, where latency does not matter.
+    #[id = "quality"]
+    Quality,
+    /// The bidirectional model with a short look ahead (about 0.6 s).
+    #[id = "balanced"]
+    Balanced,
+    /// The causal model, hop by hop: for monitoring and live use.
+    #[id = "low-latency"]
+    #[name = "Low latency"]
+    LowLatency,
+}
+
+impl Mode {
+    pub fn preset(self) -> Preset {
+        match self {
+            Mode::Quality => Preset::Quality,
+            Mode::Balanced => Preset::Balanced,
+            Mode::LowLatency => Preset::LowLatency,
+        }
+    }
+
+    /// Index into [`Preset::ALL`].
+    pub fn index(self) -> usize {
+        Preset::ALL
+            .iter()
+            .position(|p| *p == self.preset())
+            .expect("every mode has a preset")
+    }
+}
+
+#[derive(Params)]
+pub struct WavecrnParams {
+    /// How much of the denoised signal replaces the input: 0 % is the input, delayed.
+    #[id = "reduction"]
+    pub reduction: FloatParam,
+    #[id = "output-gain"]
+    pub output_gain: FloatParam,
+    #[id = "mode"]
+    pub mode: EnumParam<Mode>,
+    /// Output what the denoiser takes away instead of what it keeps.
+    #[id = "listen-noise"]
+    pub listen_noise: BoolParam,
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+}
+
+impl Default for WavecrnParams {
+    fn default() -> Self {
+        Self {
+            reduction: FloatParam::new("Reduction", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_smoother(SmoothingStyle::Linear(20.0))
+                .with_unit(" %")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
+            output_gain: FloatParam::new(
+                "Output gain",
+                1.0,
+                FloatRange::Skewed {
+                    min: util::db_to_gain(-24.0),
+                    max: util::db_to_gain(12.0),
+                    factor: FloatRange::gain_skew_factor(-24.0, 12.0),
+                },
+            )
+            .with_smoother(SmoothingStyle::Logarithmic(20.0))
+            .with_unit(" dB")
+            .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
+            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
+            mode: EnumParam::new("Mode", Mode::Quality),
+            listen_noise: BoolParam::new("Listen to removed noise", false),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
+        }
+    }
+}

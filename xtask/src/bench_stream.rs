@@ -1,0 +1,138 @@
+//! `cargo xtask bench-stream`: figures for the real-time path with the shipped models, printed,
+//! never asserted. For each mode, on 20 s of real noisy speech (stereo, 48 kHz, 512-frame
+//! blocks):
+//!
+//! - the latency reported to the host, at 64- and 512-frame blocks;
+//! - the worker's real-time factor (its processing time / audio time), on this thread;
+//! - the audio thread's time per block, median and 99th percentile;
+//! - how far the streamed output is from the whole-file output of the same model (SNR, dB).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use wavecrn_cli::pipeline::{audio_files, read_mono};
+use wavecrn_engine::resample::StreamResampler;
+use wavecrn_engine::stream::{self, Preset, StreamModels};
+use wavecrn_engine::{shipped, LoadOptions, Model};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Host sample rate.
+    #[arg(long, default_value_t = 48_000.0)]
+    rate: f64,
+    /// Seconds of audio.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Speech and noise folders for the test signal.
+    #[arg(long, default_value = "../shared/data/speech/valid")]
+    speech: PathBuf,
+    #[arg(long, default_value = "../shared/data/noise/valid")]
+    noise: PathBuf,
+}
+
+/// `seconds` of audio from the files of `dir`, in order, at `rate`.
+fn take(dir: &std::path::Path, rate: f64, seconds: f64, skip: usize) -> Result<Vec<f32>> {
+    let want = (rate * seconds) as usize;
+    let mut x = Vec::new();
+    for f in audio_files(dir)?.iter().skip(skip) {
+        x.extend(read_mono(f, rate as u32)?);
+        if x.len() >= want {
+            break;
+        }
+    }
+    anyhow::ensure!(x.len() >= want, "{} holds too little audio", dir.display());
+    x.truncate(want);
+    Ok(x)
+}
+
+fn power(x: &[f32]) -> f64 {
+    x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64
+}
+
+fn whole_file(model: &Model, x: &[f32], rate: f64) -> Result<Vec<f32>> {
+    let convert = |x: &[f32], from: f64, to: f64| -> Result<Vec<f32>> {
+        let mut r = StreamResampler::new(from, to, 1)?;
+        let mut out = vec![Vec::new()];
+        r.process(&[x], &mut out)?;
+        r.finish(&mut out)?;
+        Ok(out.pop().expect("one channel"))
+    };
+    let y = model.denoise(&convert(x, rate, 16_000.0)?, 1)?;
+    convert(&y, 16_000.0, rate)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let models = StreamModels::from_bytes(shipped::DENOISE, shipped::DENOISE_CAUSAL)?;
+    let rate = a.rate;
+    // Two channels of noisy speech at 5 dB SNR.
+    let mut input = Vec::new();
+    for c in 0..2 {
+        let s = take(&a.speech, rate, a.seconds, 10 * c)
+            .with_context(|| format!("speech from {}", a.speech.display()))?;
+        let n = take(&a.noise, rate, a.seconds, 3 * c)?;
+        let g = (power(&s) / power(&n) / 10f64.powf(0.5)).sqrt() as f32;
+        input.push(
+            s.iter()
+                .zip(&n)
+                .map(|(s, n)| s + g * n)
+                .collect::<Vec<f32>>(),
+        );
+    }
+    let frames = input[0].len();
+    println!(
+        "stereo {rate} Hz, {:.0} s of noisy speech, 512-frame blocks, one thread",
+        a.seconds
+    );
+    for preset in Preset::ALL {
+        let lat64 = stream::latency(&models, preset, rate, 64)?;
+        let (mut audio, mut worker) = stream::stream(&models, preset, rate, 2, 512)?;
+        let latency = audio.latency();
+        let (mut worker_time, mut block_times) = (0.0f64, Vec::new());
+        let mut wet: Vec<Vec<f32>> = (0..2).map(|_| Vec::with_capacity(frames)).collect();
+        let mut at = 0;
+        while at < frames {
+            let n = 512.min(frames - at);
+            let block = [&input[0][at..at + n], &input[1][at..at + n]];
+            let t = Instant::now();
+            audio.process(&block, false);
+            block_times.push(t.elapsed().as_secs_f64());
+            for (c, w) in wet.iter_mut().enumerate() {
+                w.extend_from_slice(audio.wet(c));
+            }
+            // The worker runs here, in step, timed on its own.
+            let t = Instant::now();
+            while worker.poll()? {}
+            worker_time += t.elapsed().as_secs_f64();
+            at += n;
+        }
+        block_times.sort_by(f64::total_cmp);
+        let pct = |p: f64| block_times[((block_times.len() - 1) as f64 * p) as usize] * 1e6;
+        let model = match preset {
+            Preset::LowLatency => Model::from_bytes(&models.causal, &LoadOptions::default())?,
+            _ => (*models.bidirectional).clone(),
+        };
+        let mut snr = Vec::new();
+        for c in 0..2 {
+            let want = whole_file(&model, &input[c], rate)?;
+            // From 1 s in (the stream starts cold) to where the stream output ends.
+            let (from, to) = (rate as usize, frames - latency);
+            let e: Vec<f32> = (from..to).map(|i| want[i] - wet[c][i + latency]).collect();
+            snr.push(10.0 * (power(&want[from..to]) / power(&e).max(1e-30)).log10());
+        }
+        println!(
+            "{preset:?}: latency {:.1} ms at 512-frame blocks ({:.1} ms at 64); worker RTF {:.3}; \
+             audio thread {:.1} us median, {:.1} us p99 per block; fallbacks {}; \
+             streamed vs whole file {:.1} / {:.1} dB",
+            latency as f64 / rate * 1e3,
+            lat64 as f64 / rate * 1e3,
+            worker_time / a.seconds,
+            pct(0.5),
+            pct(0.99),
+            audio.fallbacks(),
+            snr[0],
+            snr[1],
+        );
+    }
+    Ok(())
+}
