@@ -100,18 +100,11 @@ pub fn run(args: Args) -> Result<()> {
     crate::libtorch::ensure(&root, false)?;
     audio_headers()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // One build gives the CLAP and VST3 bundles and the standalone app.
     nice_plug_xtask::main_with_args(
         "cargo xtask",
-        ["bundle", "wavecrn", "--release"].map(String::from),
+        ["bundle", "wavecrn", "--release", "--features", "standalone"].map(String::from),
     )?;
-    status(Command::new(&cargo).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "wavecrn",
-        "--features",
-        "standalone",
-    ]))?;
     status(
         Command::new(cargo)
             .current_dir(&root)
