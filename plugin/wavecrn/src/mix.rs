@@ -22,8 +22,11 @@ pub fn mix(dry: &[f32], wet: &[f32], c: &Controls, out: &mut [f32]) {
             d + r * (w - d)
         } * c.gain[i];
         let b = c.bypass[i];
+        // Exact at both ends: fully bypassed is the dry signal bit for bit.
         out[i] = if b == 0.0 {
             processed
+        } else if b >= 1.0 {
+            d
         } else {
             processed + b * (d - processed)
         };
