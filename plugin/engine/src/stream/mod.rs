@@ -93,6 +93,8 @@ pub struct StreamModels {
     pub bidirectional: Arc<Model>,
     /// The causal model's ONNX bytes (Low latency).
     pub causal: Arc<[u8]>,
+    /// The causal stage's lag, read once here rather than on every latency query.
+    causal_lag: usize,
 }
 
 impl StreamModels {
@@ -104,10 +106,11 @@ impl StreamModels {
                 "the Quality model must be bidirectional".into(),
             ));
         }
-        CausalStage::from_onnx(causal, 1)?;
+        let causal_lag = CausalStage::from_onnx(causal, 1)?.lag();
         Ok(Self {
             bidirectional: Arc::new(bi),
             causal: causal.into(),
+            causal_lag,
         })
     }
 
@@ -135,9 +138,7 @@ impl StreamModels {
     fn lag(&self, preset: Preset) -> usize {
         match preset.window() {
             Some(w) => w.chunk + w.lookahead,
-            None => CausalStage::from_onnx(&self.causal, 1)
-                .map(|s| s.lag())
-                .unwrap_or(0),
+            None => self.causal_lag,
         }
     }
 }
