@@ -36,6 +36,10 @@ pub struct Args {
     /// Noise for the validation set.
     #[arg(long, default_value = "../shared/data/noise/valid")]
     noise: PathBuf,
+    /// `restore`: score the restoration task instead: each validation pair's clean speech,
+    /// sign-compressed (2-bit), is the input.
+    #[arg(long, value_parser = ["denoise", "restore"], default_value = "denoise")]
+    task: String,
     /// Score only the first N pairs.
     #[arg(long)]
     limit: Option<usize>,
@@ -52,7 +56,8 @@ pub struct Args {
 
 /// What is scored: the noisy input itself, a model's output, or files from a folder.
 enum System {
-    Noisy,
+    /// The input itself: `noisy`, or `sign input` for restoration.
+    Input(&'static str),
     Model(String, Box<Model>),
     Folder(PathBuf),
 }
@@ -60,7 +65,7 @@ enum System {
 impl System {
     fn name(&self) -> String {
         match self {
-            System::Noisy => "noisy".into(),
+            System::Input(label) => label.to_string(),
             System::Model(name, _) => name.clone(),
             System::Folder(dir) => dir.display().to_string(),
         }
@@ -98,12 +103,15 @@ fn load_pairs(args: &Args) -> Result<Vec<Pair>> {
     if let Some(n) = args.limit {
         pairs.truncate(n);
     }
+    if args.task == "restore" {
+        pairs = validation::restore_pairs(pairs);
+    }
     Ok(pairs)
 }
 
 fn score(system: &System, pair: &Pair) -> Result<Scores> {
     let test = match system {
-        System::Noisy => pair.noisy.clone(),
+        System::Input(_) => pair.noisy.clone(),
         System::Model(_, model) => model.denoise(&pair.noisy, 1)?,
         System::Folder(dir) => {
             let mut x = read_16k_mono(&dir.join(&pair.name))?;
@@ -115,7 +123,12 @@ fn score(system: &System, pair: &Pair) -> Result<Scores> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut systems = vec![System::Noisy];
+    let input = if args.task == "restore" {
+        "sign input"
+    } else {
+        "noisy"
+    };
+    let mut systems = vec![System::Input(input)];
     for path in args.model.iter().chain(&args.compare) {
         let model = Model::load(path)?;
         systems.push(System::Model(

@@ -146,3 +146,44 @@ fn validation_set_with_models_side_by_side() {
     assert_eq!(v["files"].as_u64(), Some(4));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--task restore` scores against the sign-compressed clean speech, not the noisy files.
+#[test]
+fn the_restoration_task_scores_the_sign_compressed_input() {
+    let dir = std::env::temp_dir().join(format!("wavecrn-eval-restore-{}", std::process::id()));
+    let (clean, noisy, enhanced) = (dir.join("clean"), dir.join("noisy"), dir.join("enhanced"));
+    for d in [&clean, &noisy, &enhanced] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let fixtures = root().join("tests/fixtures/metrics");
+    std::fs::copy(fixtures.join("pesq_ref.wav"), clean.join("a.wav")).unwrap();
+    std::fs::copy(fixtures.join("pesq_deg_babble0db.wav"), noisy.join("a.wav")).unwrap();
+    std::fs::copy(fixtures.join("pesq_ref.wav"), enhanced.join("a.wav")).unwrap();
+    let json = dir.join("scores.json");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let table = xtask(&[
+        "eval",
+        "--task",
+        "restore",
+        "--noisy",
+        &s(&noisy),
+        "--clean",
+        &s(&clean),
+        "--enhanced",
+        &s(&enhanced),
+        "--json",
+        &s(&json),
+    ]);
+    assert!(table.contains("sign input"), "{table}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // The input row is the clean speech's own sign, scored against it.
+    let speech = wavecrn_cli::pipeline::read_mono(&clean.join("a.wav"), 16_000).unwrap();
+    let sign = wavecrn_metrics::validation::sign_compress(&speech);
+    let expected = wavecrn_metrics::si_sdr(&speech, &sign).unwrap();
+    let input = v["noisy"]["si_sdr"].as_f64().unwrap();
+    assert!((input - expected).abs() < 1e-3, "{input} vs {expected}");
+    assert!(v["noisy"]["pesq"].as_f64().unwrap() < 3.0);
+    assert!(v["pesq"].as_f64().unwrap() > 4.4);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -84,3 +84,24 @@ pub fn mix(speech: &[(String, Vec<f32>)], noises: &[(String, Vec<f32>)], seed: u
         })
         .collect()
 }
+
+/// The paper's 2-bit compression of a waveform: its sign, -1, 0 or +1 per sample. The
+/// restoration task learns to undo it.
+pub fn sign_compress(x: &[f32]) -> Vec<f32> {
+    x.iter()
+        .map(|&v| if v == 0.0 { 0.0 } else { v.signum() })
+        .collect()
+}
+
+/// The validation set of the restoration task: the denoising set's clean speech, each with
+/// its sign-compressed version as the input (names unchanged).
+pub fn restore_pairs(pairs: Vec<Pair>) -> Vec<Pair> {
+    pairs
+        .into_iter()
+        .map(|p| Pair {
+            name: p.name,
+            noisy: sign_compress(&p.clean),
+            clean: p.clean,
+        })
+        .collect()
+}

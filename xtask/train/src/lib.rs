@@ -8,7 +8,12 @@
 //! ([`model`]).
 
 pub mod adam;
+pub mod args;
+pub mod cuda;
 pub mod data;
+pub mod init;
+pub mod loss;
 pub mod model;
+pub mod plot;
 pub mod recurrence;
 pub mod run;

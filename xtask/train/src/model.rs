@@ -18,6 +18,8 @@ use crate::recurrence::{self, Params, Shape};
 /// A WaveCRN network's parameters, named as the reference (`sru.rnn_lst.0.weight`, ...).
 pub struct Net {
     pub config: ModelConfig,
+    /// Weight of the multi-resolution STFT loss term (0: the paper's plain L1).
+    pub stft_weight: f64,
     pub vs: nn::VarStore,
     params: BTreeMap<String, Tensor>,
 }
@@ -67,7 +69,12 @@ impl Net {
             }
             params.insert(name, t);
         }
-        Self { config, vs, params }
+        Self {
+            config,
+            stft_weight: 0.0,
+            vs,
+            params,
+        }
     }
 
     /// Copies `weights` into the parameters.
@@ -227,7 +234,7 @@ impl Net {
             return (output, None);
         };
 
-        let loss = (&output - target).abs().mean(Kind::Float);
+        let loss = crate::loss::loss(&output, target, self.stft_weight);
         loss.backward();
         for (layer, tape) in tapes.iter().enumerate().rev() {
             let name = |s: &str| format!("sru.rnn_lst.{layer}.{s}");

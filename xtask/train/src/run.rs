@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,74 +14,9 @@ use wavecrn_engine::io::write_atomically;
 use wavecrn_engine::{ModelConfig, TensorFile, Weights};
 
 use crate::adam::Adam;
-use crate::data::{self, Mixing};
+use crate::args::{DeviceChoice, RunArgs};
+use crate::data::{self, Mixing, Source, Task};
 use crate::model::Net;
-
-/// Everything a run is made of.
-#[derive(Clone, Debug, clap::Args)]
-pub struct RunArgs {
-    /// Clean speech folders.
-    #[arg(long, num_args = 1.., required = true)]
-    pub speech: Vec<PathBuf>,
-    /// Noise folders.
-    #[arg(long, num_args = 1.., required = true)]
-    pub noise: Vec<PathBuf>,
-    /// The run's folder.
-    #[arg(long)]
-    pub run_dir: PathBuf,
-    /// Continue from the run's checkpoint.
-    #[arg(long)]
-    pub resume: bool,
-    #[arg(long, default_value_t = 10_000)]
-    pub steps: u64,
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Seconds per example.
-    #[arg(long, default_value_t = 1.0)]
-    pub seconds: f64,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Dropout on each SRU layer's input (the reference recipe's rnn_dropout).
-    #[arg(long, default_value_t = 0.1)]
-    pub rnn_dropout: f64,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Lowest and highest mixing SNR, dB.
-    #[arg(long, num_args = 2, default_values_t = [0.0, 15.0])]
-    pub snr: Vec<f64>,
-    /// Validate (and checkpoint) every N steps.
-    #[arg(long, default_value_t = 500)]
-    pub valid_every: u64,
-    /// Validation pairs used (from the fixed validation set).
-    #[arg(long, default_value_t = 16)]
-    pub valid_files: usize,
-    /// Validation speech and noise folders.
-    #[arg(long, default_value = "../shared/data/speech/valid")]
-    pub valid_speech: PathBuf,
-    #[arg(long, default_value = "../shared/data/noise/valid")]
-    pub valid_noise: PathBuf,
-    /// Conv channels (and hidden units per direction).
-    #[arg(long, default_value_t = 256)]
-    pub channels: usize,
-    #[arg(long, default_value_t = 6)]
-    pub layers: usize,
-    /// One direction: the low-latency model.
-    #[arg(long)]
-    pub causal: bool,
-}
-
-fn config(a: &RunArgs) -> ModelConfig {
-    let base = if a.causal {
-        ModelConfig::causal()
-    } else {
-        ModelConfig::default()
-    };
-    ModelConfig {
-        channels: a.channels,
-        layers: a.layers,
-        ..base
-    }
-}
 
 /// Writes `named` tensors (plus the network's metadata) as safetensors, atomically.
 fn save(
@@ -134,34 +69,16 @@ fn weights_only(net: &Net) -> Vec<(String, Tensor)> {
         .collect()
 }
 
-/// Deterministic initial weights: PyTorch-like uniform fan-in scaling, unit layer norms.
-fn initialise(net: &Net, seed: u64) {
-    let mut rng = data::Rng(seed.wrapping_mul(31) + 7);
-    tch::no_grad(|| {
-        for (name, p) in net.params() {
-            let shape = p.size();
-            let n: i64 = shape.iter().product();
-            let value: Vec<f32> =
-                if name.ends_with("layer_norm.weight") || name.ends_with("scale_x") {
-                    vec![1.0; n as usize]
-                } else if name.ends_with("bias") {
-                    vec![0.0; n as usize]
-                } else if name.ends_with("weight_c") {
-                    // Recurrent weights start at zero: each gate begins as a plain sigmoid of U.
-                    vec![0.0; n as usize]
-                } else {
-                    let fan_in = match shape.len() {
-                        3 => shape[2],                              // conv / deconv: the kernel taps
-                        _ if name.starts_with("outfc") => shape[1], // Linear stores (out, in)
-                        _ => shape[0],                              // SRU weight: (in, out)
-                    };
-                    let bound = (3.0 / fan_in.max(1) as f64).sqrt();
-                    (0..n).map(|_| rng.uniform(-bound, bound) as f32).collect()
-                };
-            p.shallow_clone()
-                .copy_(&Tensor::from_slice(&value).view(shape.as_slice()));
-        }
-    });
+/// The rate for the update after `step` steps: linear warm-up, then a half cosine from
+/// `--lr` down to `--lr-end` at `--steps`. A function of the step alone, so a resumed run
+/// follows the same curve.
+fn learning_rate(a: &RunArgs, step: u64) -> f64 {
+    if step < a.warmup {
+        return a.lr * (step + 1) as f64 / a.warmup as f64;
+    }
+    let span = a.steps.saturating_sub(a.warmup).max(1) as f64;
+    let progress = ((step - a.warmup) as f64 / span).min(1.0);
+    a.lr_end + 0.5 * (a.lr - a.lr_end) * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
 fn pad_to(x: &[f32], stride: usize) -> Vec<f32> {
@@ -175,7 +92,11 @@ fn validate(net: &Net, pairs: &[wavecrn_metrics::validation::Pair]) -> Result<(f
     let (mut sdr, mut ssnr, mut pesq) = (0.0, 0.0, 0.0);
     for p in pairs {
         let x = pad_to(&p.noisy, net.config.stride);
-        let y = net.forward(&Tensor::from_slice(&x).view([1, 1, -1]));
+        let y = net.forward(
+            &Tensor::from_slice(&x)
+                .view([1, 1, -1])
+                .to_device(net.vs.device()),
+        );
         let y = Vec::<f32>::try_from(&y.view([-1])).expect("float output");
         let y = &y[..p.clean.len()];
         sdr += wavecrn_metrics::si_sdr(&p.clean, y)?;
@@ -186,12 +107,45 @@ fn validate(net: &Net, pairs: &[wavecrn_metrics::validation::Pair]) -> Result<(f
     Ok((sdr / n, ssnr / n, pesq / n))
 }
 
-pub fn train(a: RunArgs) -> Result<()> {
-    if a.snr.len() != 2 || a.snr[0] > a.snr[1] {
-        bail!("--snr takes a low and a high value");
+/// The device `choice` names, with a clear error where it is not there.
+pub fn device(choice: DeviceChoice) -> Result<Device> {
+    crate::cuda::load_libtorch_cuda();
+    let available = tch::Cuda::is_available();
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(if available {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
+        DeviceChoice::Cuda if available => Ok(Device::Cuda(0)),
+        DeviceChoice::Cuda => bail!(
+            "--device cuda: LibTorch sees no CUDA device here (no GPU, no driver, or a \
+             CPU-only LibTorch); use --device cpu or auto"
+        ),
     }
-    let cfg = config(&a);
+}
+
+/// The training examples' source, loaded.
+fn load_source(a: &RunArgs, rate: u32) -> Result<Source> {
+    if let [noisy, clean] = a.pairs.as_slice() {
+        let pairs = data::load_pairs(noisy, clean, rate)?;
+        eprintln!("{} training pairs", pairs.len());
+        return Ok(Source::Pairs(Arc::new(pairs)));
+    }
+    let speech = Arc::new(data::load_folders(&a.speech, rate)?);
+    let noise = match a.task {
+        Task::Denoise => Arc::new(data::load_folders(&a.noise, rate)?),
+        Task::Restore => Arc::new(vec![]),
+    };
+    Ok(Source::Mixtures { speech, noise })
+}
+
+pub fn train(a: RunArgs) -> Result<()> {
+    a.check()?;
+    let cfg = a.model();
     cfg.validate()?;
+    let device = device(a.device)?;
     std::fs::create_dir_all(&a.run_dir)
         .with_context(|| format!("cannot create {}", a.run_dir.display()))?;
     let checkpoint = a.run_dir.join("checkpoint.safetensors");
@@ -203,17 +157,20 @@ pub fn train(a: RunArgs) -> Result<()> {
     }
 
     let rate = cfg.sample_rate;
-    let speech = Arc::new(data::load_folders(&a.speech, rate)?);
-    let noise = Arc::new(data::load_folders(&a.noise, rate)?);
+    let source = load_source(&a, rate)?;
     let valid_pairs = {
         let s = data::load_folders(std::slice::from_ref(&a.valid_speech), rate)?;
         let n = data::load_folders(std::slice::from_ref(&a.valid_noise), rate)?;
         let mut p = wavecrn_metrics::validation::mix(&s, &n, wavecrn_metrics::validation::SEED);
         p.truncate(a.valid_files);
-        p
+        match a.task {
+            Task::Denoise => p,
+            Task::Restore => wavecrn_metrics::validation::restore_pairs(p),
+        }
     };
 
-    let net = Net::zeros(cfg.clone(), Device::Cpu);
+    let mut net = Net::zeros(cfg.clone(), device);
+    net.stft_weight = a.stft_loss;
     let mut adam = Adam::new(a.lr);
     let mut best = f64::NEG_INFINITY;
     if a.resume && checkpoint.exists() {
@@ -238,7 +195,8 @@ pub fn train(a: RunArgs) -> Result<()> {
             .filter(|(k, _)| k.starts_with("adam."))
             .map(|(k, t)| {
                 let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-                (k.clone(), Tensor::from_slice(&t.data).view(dims.as_slice()))
+                let t = Tensor::from_slice(&t.data).view(dims.as_slice());
+                (k.clone(), t.to_device(device))
             })
             .collect();
         adam.restore(step, &state);
@@ -258,16 +216,18 @@ pub fn train(a: RunArgs) -> Result<()> {
             write_atomically(&log_path, kept.as_bytes())?;
         }
         eprintln!("resuming {} at step {step}", a.run_dir.display());
-        return run_loop(a, cfg, net_mut, adam, best, speech, noise, valid_pairs);
+        return run_loop(a, cfg, net_mut, adam, best, source, valid_pairs);
     }
-    initialise(&net, a.seed);
-    let description = format!(
-        "{{\"model\": {}, \"args\": {:?}}}\n",
-        cfg.to_json(),
-        format!("{a:?}")
-    );
-    write_atomically(&a.run_dir.join("config.json"), description.as_bytes())?;
-    run_loop(a, cfg, net, adam, best, speech, noise, valid_pairs)
+    crate::init::initialise(&net, a.seed);
+    write_atomically(&a.run_dir.join("config.toml"), a.to_toml().as_bytes()).with_context(
+        || {
+            format!(
+                "cannot write into {} (is the disk full?)",
+                a.run_dir.display()
+            )
+        },
+    )?;
+    run_loop(a, cfg, net, adam, best, source, valid_pairs)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -277,18 +237,19 @@ fn run_loop(
     net: Net,
     mut adam: Adam,
     mut best: f64,
-    speech: Arc<Vec<(String, Vec<f32>)>>,
-    noise: Arc<Vec<(String, Vec<f32>)>>,
+    source: Source,
     valid_pairs: Vec<wavecrn_metrics::validation::Pair>,
 ) -> Result<()> {
     let crop = ((a.seconds * cfg.sample_rate as f64) as usize).div_ceil(cfg.stride) * cfg.stride;
     let mixing = Mixing {
+        task: a.task,
+        clip: a.clip,
         crop,
         batch: a.batch,
         snr: (a.snr[0], a.snr[1]),
         gain_db: (-25.0, -1.0),
     };
-    let batches = data::prefetch(speech, noise, mixing, a.seed, adam.step);
+    let batches = data::prefetch(source, mixing, a.seed, adam.step);
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -302,25 +263,31 @@ fn run_loop(
         indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  eta {eta}")
             .expect("valid template"),
     );
-    while adam.step < a.steps {
+    let end = a.stop_at.unwrap_or(a.steps).min(a.steps);
+    while adam.step < end {
         let b = batches.recv().context("the data thread stopped")?;
-        let x = Tensor::from_slice(&b.noisy).view([a.batch as i64, 1, crop as i64]);
-        let y = Tensor::from_slice(&b.clean).view([a.batch as i64, 1, crop as i64]);
+        let device = net.vs.device();
+        let shape = [a.batch as i64, 1, crop as i64];
+        let x = Tensor::from_slice(&b.noisy).view(shape).to_device(device);
+        let y = Tensor::from_slice(&b.clean).view(shape).to_device(device);
         // Masks depend only on the seed and the step, so a resumed run draws the same ones.
         tch::manual_seed((a.seed ^ (adam.step + 1).wrapping_mul(0x9E37_79B9)) as i64);
         let (_, loss) = net.train_step(&x, &y, a.rnn_dropout);
         if !loss.is_finite() {
             bail!("the loss became {loss} at step {}: lower --lr", adam.step);
         }
+        adam.lr = learning_rate(&a, adam.step);
         adam.step(net.params());
         let step = adam.step;
         let secs = started.elapsed().as_secs_f64();
         let rate = (step - first) as f64 * a.batch as f64 * a.seconds / secs.max(1e-9);
         bar.set_position(step);
         bar.set_message(format!("loss {loss:.5}  {rate:.2} audio-s/s"));
-        let mut record =
-            format!("{{\"step\": {step}, \"loss\": {loss}, \"audio_s_per_s\": {rate:.3}");
-        if step.is_multiple_of(a.valid_every) || step == a.steps {
+        let mut record = format!(
+            "{{\"step\": {step}, \"loss\": {loss}, \"lr\": {:.3e}, \"audio_s_per_s\": {rate:.3}",
+            adam.lr
+        );
+        if step.is_multiple_of(a.valid_every) || step == end {
             let (sdr, ssnr, pesq) = validate(&net, &valid_pairs)?;
             bar.println(format!(
                 "step {step}: loss {loss:.5}, {rate:.2} audio-s/s; validation SI-SDR {sdr:.2} dB, SSNR {ssnr:.2} dB, PESQ {pesq:.3}"
@@ -346,7 +313,15 @@ fn run_loop(
                 &[("step", step.to_string()), ("best", best.to_string())],
             )?;
         }
-        writeln!(log, "{record}}}")?;
+        writeln!(log, "{record}}}").with_context(|| {
+            format!(
+                "cannot append to the metrics log in {} (is the disk full?)",
+                a.run_dir.display()
+            )
+        })?;
+        if record.contains("valid_si_sdr") {
+            crate::plot::render(&a.run_dir)?;
+        }
     }
     bar.finish();
     Ok(())
@@ -359,7 +334,7 @@ pub fn bench(steps: u64) -> Result<()> {
     use std::sync::atomic::Ordering;
     let cfg = ModelConfig::default();
     let net = Net::zeros(cfg.clone(), Device::Cpu);
-    initialise(&net, 1);
+    crate::init::initialise(&net, 1);
     let mut adam = Adam::new(1e-3);
     let (batch, crop) = (8usize, cfg.sample_rate as usize / cfg.stride * cfg.stride);
     let mut rng = data::Rng(5);
@@ -389,4 +364,24 @@ pub fn bench(steps: u64) -> Result<()> {
     );
     println!("train-throughput: {:.2} audio-s/s", audio / secs);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `auto` takes the GPU exactly when there is one; `cuda` without one says what to do.
+    #[test]
+    fn device_choices_follow_what_libtorch_sees() {
+        let gpu = tch::Cuda::is_available();
+        assert_eq!(device(DeviceChoice::Cpu).unwrap(), Device::Cpu);
+        assert_eq!(
+            device(DeviceChoice::Auto).unwrap(),
+            if gpu { Device::Cuda(0) } else { Device::Cpu }
+        );
+        match device(DeviceChoice::Cuda) {
+            Ok(d) => assert!(gpu && d == Device::Cuda(0)),
+            Err(e) => assert!(!gpu && e.to_string().contains("--device cpu"), "{e}"),
+        }
+    }
 }

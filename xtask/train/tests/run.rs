@@ -2,6 +2,7 @@
 //! resumes to exactly what an uninterrupted run reaches, its best checkpoint exports to a
 //! model the engine loads, and bad data folders are clear errors.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,19 +57,34 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn a_run_resumes_exactly_and_exports() {
     let (split, whole) = (scratch("split"), scratch("whole"));
-    assert!(train(&split, 10, &[]).status.success());
+    // Warm-up short enough that the cosine decay is under way when the run is cut.
+    let schedule = ["--warmup", "3", "--lr-end", "1e-4"];
+    assert!(
+        train(&split, 15, &[&schedule[..], &["--stop-at", "10"]].concat())
+            .status
+            .success()
+    );
     for f in [
-        "config.json",
+        "config.toml",
+        "curve.png",
         "checkpoint.safetensors",
         "best.safetensors",
         "metrics.jsonl",
     ] {
         assert!(split.join(f).exists(), "{f}");
     }
-    let out = train(&split, 15, &[]);
+    assert_eq!(
+        TensorFile::read(split.join("checkpoint.safetensors"))
+            .unwrap()
+            .metadata["step"],
+        "10"
+    );
+    let out = train(&split, 15, &schedule);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--resume"));
-    assert!(train(&split, 15, &["--resume"]).status.success());
-    assert!(train(&whole, 15, &[]).status.success());
+    assert!(train(&split, 15, &[&schedule[..], &["--resume"]].concat())
+        .status
+        .success());
+    assert!(train(&whole, 15, &schedule).status.success());
     let (a, b) = (
         TensorFile::read(split.join("checkpoint.safetensors")).unwrap(),
         TensorFile::read(whole.join("checkpoint.safetensors")).unwrap(),
@@ -128,4 +144,255 @@ fn empty_or_missing_data_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no WAV or FLAC files"), "{err}");
+}
+
+fn steps_logged(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn a_config_file_sets_a_run_and_the_command_line_overrides_it() {
+    let (first, again) = (scratch("config-first"), scratch("config-again"));
+    let dir = scratch("config-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = fixture("metrics");
+    let config = dir.join("small.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "speech = [{d:?}]\nnoise = [{d:?}]\nvalid_speech = {d:?}\nvalid-noise = {d:?}\n\
+             valid_files = 2\nvalid_every = 2\nchannels = 16\nlayers = 2\nbatch = 2\n\
+             steps = 6\nlr = 2e-3\nsnr = [5, 10]\nclip = 0.5\nrun_dir = {first:?}\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"))
+            .arg("train")
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    assert!(run(&["--config", config.to_str().unwrap(), "--steps", "3"])
+        .status
+        .success());
+    assert_eq!(steps_logged(&first), 3, "--steps on the command line wins");
+    let written = std::fs::read_to_string(first.join("config.toml")).unwrap();
+    for line in [
+        "steps = 3",
+        "lr = 0.002",
+        "channels = 16",
+        "clip = 0.5",
+        "snr = [5.0, 10.0]",
+    ] {
+        assert!(written.contains(line), "{line} missing from:\n{written}");
+    }
+    // The written config repeats the run exactly.
+    let repeat = run(&[
+        "--config",
+        first.join("config.toml").to_str().unwrap(),
+        "--run-dir",
+        again.to_str().unwrap(),
+    ]);
+    assert!(repeat.status.success());
+    let weights = |r: &Path| {
+        TensorFile::read(r.join("checkpoint.safetensors"))
+            .unwrap()
+            .tensors
+    };
+    assert_eq!(weights(&first), weights(&again));
+
+    std::fs::write(&config, "lr = 1e-3\nlearning_rate = 1e-3\n").unwrap();
+    let out = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--run-dir",
+        again.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unknown setting `learning_rate`"),
+        "{err}"
+    );
+    for d in [first, again, dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn restoration_trains_from_speech_alone() {
+    let run = scratch("restore");
+    let d = fixture("metrics");
+    let out = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"))
+        .args([
+            "train",
+            "--task",
+            "restore",
+            "--speech",
+            d.to_str().unwrap(),
+        ])
+        .args([
+            "--valid-speech",
+            d.to_str().unwrap(),
+            "--valid-noise",
+            d.to_str().unwrap(),
+        ])
+        .args(["--valid-files", "2", "--valid-every", "2", "--steps", "2"])
+        .args([
+            "--channels",
+            "16",
+            "--layers",
+            "2",
+            "--batch",
+            "2",
+            "--run-dir",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("task = \"restore\""), "{config}");
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(log.contains("valid_si_sdr"));
+    let _ = std::fs::remove_dir_all(run);
+}
+
+#[test]
+fn fixed_pairs_train_and_unmatched_names_are_an_error() {
+    let root = scratch("pairs");
+    let (noisy, clean) = (root.join("noisy"), root.join("clean"));
+    for dir in [&noisy, &clean] {
+        std::fs::create_dir_all(dir).unwrap();
+        for f in std::fs::read_dir(fixture("metrics")).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "flac" || e == "wav") {
+                std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let pairs_run = |run: &Path| {
+        let d = fixture("metrics");
+        Command::new(env!("CARGO_BIN_EXE_wavecrn-train"))
+            .arg("train")
+            .arg("--pairs")
+            .args([&noisy, &clean])
+            .args([
+                "--valid-speech",
+                d.to_str().unwrap(),
+                "--valid-noise",
+                d.to_str().unwrap(),
+            ])
+            .args(["--valid-files", "2", "--valid-every", "2", "--steps", "2"])
+            .args([
+                "--channels",
+                "16",
+                "--layers",
+                "2",
+                "--batch",
+                "2",
+                "--run-dir",
+            ])
+            .arg(run)
+            .output()
+            .unwrap()
+    };
+    let out = pairs_run(&root.join("run"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(steps_logged(&root.join("run")), 2);
+
+    let extra = std::fs::read_dir(&clean)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::rename(&extra, clean.join("only-clean.wav")).unwrap();
+    let out = pairs_run(&root.join("run2"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("file of that name"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// A disk that fills mid-run (a file-size limit, which fails writes as a full disk does):
+/// a clear error, the last checkpoint intact, and the run resumes once there is room.
+#[test]
+fn a_full_disk_stops_the_run_cleanly_and_loses_nothing() {
+    let run = scratch("full-disk");
+    assert!(train(&run, 5, &[]).status.success());
+    let before = TensorFile::read(run.join("checkpoint.safetensors")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"));
+    let d = fixture("metrics");
+    let d = d.to_str().unwrap();
+    cmd.args([
+        "train",
+        "--speech",
+        d,
+        "--noise",
+        d,
+        "--valid-speech",
+        d,
+        "--valid-noise",
+        d,
+    ])
+    .args([
+        "--valid-files",
+        "2",
+        "--valid-every",
+        "5",
+        "--channels",
+        "16",
+        "--layers",
+        "2",
+    ])
+    .args(["--batch", "2", "--steps", "10", "--resume", "--run-dir"])
+    .arg(&run);
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 16 * 1024,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is the disk full?"), "{err}");
+    let after = TensorFile::read(run.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(after.metadata["step"], "5");
+    assert_eq!(
+        before.tensors, after.tensors,
+        "the checkpoint was not touched"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(train(&run, 10, &["--resume"]).status.success());
+    assert_eq!(steps_logged(&run), 10);
+    let _ = std::fs::remove_dir_all(run);
 }

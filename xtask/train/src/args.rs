@@ -1,0 +1,220 @@
+//! A run's settings: the command line, a TOML config file with the same keys, or both (the
+//! command line wins). Every run writes its resolved settings to `runs/<name>/config.toml`,
+//! which `--config` takes back to repeat it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::parser::ValueSource;
+use serde::Serialize;
+use wavecrn_engine::ModelConfig;
+
+use crate::data::Task;
+
+/// Where training runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+    /// CUDA when LibTorch sees a GPU, else the CPU.
+    Auto,
+}
+
+/// Everything a run is made of. Paths are relative to the working directory, in a config
+/// file as on the command line.
+#[derive(Clone, Debug, clap::Args, Serialize)]
+pub struct RunArgs {
+    /// A TOML file of settings, keyed like the options (`lr = 3e-4`, `speech = ["dir"]`).
+    /// Options given on the command line override it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// What the model learns: denoising, or restoring speech from its sign (2-bit
+    /// compression; needs only clean speech).
+    #[arg(long, value_enum, default_value_t = Task::Denoise)]
+    pub task: Task,
+    /// Clean speech folders, mixed with `--noise` on the fly.
+    #[arg(long, num_args = 1..)]
+    pub speech: Vec<PathBuf>,
+    /// Noise folders.
+    #[arg(long, num_args = 1..)]
+    pub noise: Vec<PathBuf>,
+    /// Fixed pairs instead of mixtures: NOISY_DIR CLEAN_DIR, files matched by name.
+    #[arg(long, num_args = 2, value_names = ["NOISY_DIR", "CLEAN_DIR"], conflicts_with_all = ["speech", "noise"])]
+    pub pairs: Vec<PathBuf>,
+    /// The run's folder.
+    #[arg(long, required = false, required_unless_present = "config")]
+    pub run_dir: PathBuf,
+    /// Continue from the run's checkpoint.
+    #[arg(long)]
+    #[serde(skip)]
+    pub resume: bool,
+    /// Steps in all; the learning-rate schedule ends here.
+    #[arg(long, default_value_t = 10_000)]
+    pub steps: u64,
+    /// Stop early at this step, with a checkpoint, to share the machine; `--resume` goes on.
+    #[arg(long)]
+    #[serde(skip)]
+    pub stop_at: Option<u64>,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Seconds per example.
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Peak learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Learning rate at the last step: the rate falls from `--lr` to this on a half cosine.
+    /// Equal to `--lr` for a constant rate.
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr_end: f64,
+    /// Steps of linear warm-up to `--lr` at the start.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: u64,
+    /// Weight of a multi-resolution STFT loss term added to the paper's waveform L1
+    /// (0: L1 alone, the paper's recipe).
+    #[arg(long, default_value_t = 0.0)]
+    pub stft_loss: f64,
+    /// Dropout on each SRU layer's input (the reference recipe's rnn_dropout).
+    #[arg(long, default_value_t = 0.1)]
+    pub rnn_dropout: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Lowest and highest mixing SNR, dB.
+    #[arg(long, num_args = 2, default_values_t = [0.0, 15.0])]
+    pub snr: Vec<f64>,
+    /// Share of training inputs hard-clipped (1-12 dB of their peak cut), as overdriven
+    /// recordings are; the targets stay whole.
+    #[arg(long, default_value_t = 0.0)]
+    pub clip: f64,
+    /// Validate (and checkpoint) every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub valid_every: u64,
+    /// Validation pairs used (from the fixed validation set).
+    #[arg(long, default_value_t = 16)]
+    pub valid_files: usize,
+    /// Validation speech and noise folders.
+    #[arg(long, default_value = "../shared/data/speech/valid")]
+    pub valid_speech: PathBuf,
+    #[arg(long, default_value = "../shared/data/noise/valid")]
+    pub valid_noise: PathBuf,
+    /// Conv channels (and hidden units per direction).
+    #[arg(long, default_value_t = 256)]
+    pub channels: usize,
+    #[arg(long, default_value_t = 6)]
+    pub layers: usize,
+    /// One direction: the low-latency model.
+    #[arg(long)]
+    pub causal: bool,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+impl RunArgs {
+    /// The network these settings train.
+    pub fn model(&self) -> ModelConfig {
+        let base = if self.causal {
+            ModelConfig::causal()
+        } else {
+            ModelConfig::default()
+        };
+        ModelConfig {
+            channels: self.channels,
+            layers: self.layers,
+            ..base
+        }
+    }
+
+    /// Settings that clap cannot check on its own.
+    pub fn check(&self) -> Result<()> {
+        if self.snr.len() != 2 || self.snr[0] > self.snr[1] {
+            bail!("--snr takes a low and a high value");
+        }
+        if self.stft_loss.is_nan() || self.stft_loss < 0.0 {
+            bail!("--stft-loss is a weight, 0 or more");
+        }
+        if !(0.0..=1.0).contains(&self.clip) {
+            bail!("--clip is a share, from 0 to 1");
+        }
+        if self.lr <= 0.0 || self.lr_end <= 0.0 || self.lr_end > self.lr {
+            bail!("learning rates must be positive, with --lr-end at most --lr");
+        }
+        if self.batch == 0 || self.seconds <= 0.0 || self.valid_every == 0 {
+            bail!("--batch, --seconds and --valid-every must be positive");
+        }
+        if self.pairs.is_empty() {
+            if self.speech.is_empty() {
+                bail!(
+                    "no training data: give --speech (and --noise), or --pairs NOISY_DIR CLEAN_DIR"
+                );
+            }
+            if self.noise.is_empty() && self.task == Task::Denoise {
+                bail!("denoising mixes speech with noise: give --noise too");
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved settings as a config file.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(self).expect("settings serialise");
+        format!("# Written by wavecrn-train; repeat with `cargo xtask train --config THIS_FILE`.\n{body}")
+    }
+}
+
+/// Command-line arguments for the `config` file's settings that `given` (the parsed command
+/// line of the train command) did not set itself, to append to the command line.
+pub fn config_arguments(
+    path: &Path,
+    command: &clap::Command,
+    given: &clap::ArgMatches,
+) -> Result<Vec<OsString>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .filter(|l| l != "config" && l != "help")
+        .collect();
+    let mut out = vec![];
+    for (key, value) in table {
+        let long = key.replace('_', "-");
+        if !known.contains(&long) {
+            bail!(
+                "{}: unknown setting `{key}` (known: {})",
+                path.display(),
+                known.join(", ")
+            );
+        }
+        let id = long.replace('-', "_");
+        if given.value_source(&id) == Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let values: Vec<String> = match &value {
+            toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<_>>()?,
+            toml::Value::Boolean(false) => continue,
+            toml::Value::Boolean(true) => vec![],
+            other => vec![scalar(other)?],
+        };
+        if values.is_empty() && matches!(value, toml::Value::Array(_)) {
+            continue;
+        }
+        out.push(format!("--{long}").into());
+        out.extend(values.into_iter().map(OsString::from));
+    }
+    Ok(out)
+}
+
+fn scalar(v: &toml::Value) -> Result<String> {
+    Ok(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => bail!("a setting cannot be {other}"),
+    })
+}
