@@ -50,6 +50,7 @@ fn check_case(path: &Path) {
             &LoadOptions {
                 recurrence,
                 taps: taps.clone(),
+                ..LoadOptions::default()
             },
         )
         .unwrap();
@@ -120,5 +121,47 @@ fn small_causal_matches_reference() {
 fn paper_configuration_matches_reference() {
     if let Some(path) = shared("reference/paper_bidir.safetensors") {
         check_case(&path);
+    }
+}
+
+/// On a GPU (tract-cuda, with the recurrence on the CPU between device copies), the output
+/// of every reference case matches the reference within the same tolerance. Skips where no
+/// GPU is usable.
+#[test]
+fn gpu_output_matches_reference() {
+    if let Err(why) = wavecrn_engine::device::cuda_available() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut cases = vec![
+        fixture("reference/small_bidir.safetensors"),
+        fixture("reference/small_causal.safetensors"),
+    ];
+    cases.extend(shared("reference/paper_bidir.safetensors"));
+    for path in cases {
+        let file = TensorFile::read(&path).unwrap();
+        let onnx = to_onnx_bytes(&Weights::read(&path).unwrap(), &ModelInfo::default());
+        let options = LoadOptions {
+            device: wavecrn_engine::Device::Cuda,
+            ..LoadOptions::default()
+        };
+        let model = Model::from_bytes(&onnx, &options).unwrap();
+        let input = file.get("input").unwrap();
+        let (_, got) = model
+            .run_raw(&input.data, input.shape[0])
+            .unwrap()
+            .swap_remove(0);
+        let reference = &file.get("output").unwrap().data;
+        let err = got
+            .iter()
+            .zip(reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        eprintln!("{}: CUDA output within {err:.2e}", path.display());
+        assert!(
+            err <= TOLERANCE,
+            "{}: CUDA differs by {err}",
+            path.display()
+        );
     }
 }

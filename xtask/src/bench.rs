@@ -107,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &onnx,
             &LoadOptions {
                 recurrence,
-                taps: vec![],
+                ..LoadOptions::default()
             },
         )?;
         let runs = if recurrence == RecurrencePath::Scan {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use wavecrn_engine::Model;
+use wavecrn_engine::{DeviceChoice, Model};
 use wavecrn_metrics::validation::{self, Pair};
 use wavecrn_metrics::{score_all, Scores, SAMPLE_RATE};
 
@@ -49,6 +49,9 @@ pub struct Args {
     /// Write the per-file scores as CSV.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Where the models run: `auto` takes an NVIDIA GPU when one is usable.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     /// Worker threads (default: every core).
     #[arg(long)]
     jobs: Option<usize>,
@@ -129,8 +132,9 @@ pub fn run(args: Args) -> Result<()> {
         "noisy"
     };
     let mut systems = vec![System::Input(input)];
+    let options = wavecrn_cli::pipeline::load_options(args.device)?;
     for path in args.model.iter().chain(&args.compare) {
-        let model = Model::load(path)?;
+        let model = Model::load_with(path, &options)?;
         systems.push(System::Model(
             path.file_stem()
                 .unwrap_or_default()

@@ -4,6 +4,7 @@ mod bench;
 mod bench_stream;
 mod eval;
 mod export;
+mod gpu_check;
 mod libtorch;
 mod test;
 mod train;
@@ -40,6 +41,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// On an NVIDIA GPU: check the CUDA path against the reference outputs and measure its
+    /// real-time factor on a batch of 64 ten-second files.
+    GpuCheck(gpu_check::Args),
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             std::iter::once("bundle".to_string()).chain(args),
         ),
         Command::Eval(args) => eval::run(args),
+        Command::GpuCheck(args) => gpu_check::run(args),
         Command::Libtorch(args) => libtorch::run(args),
         Command::Train(args) => train::run(args),
         Command::BenchTrain(args) => train::bench(args),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use wavecrn_engine::Model;
+use wavecrn_engine::{Device, DeviceChoice, Model};
 
 #[derive(Parser)]
 #[command(name = "wavecrn", version, about = "WaveCRN speech denoiser")]
@@ -42,6 +42,14 @@ struct DenoiseArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Where the model runs: `auto` takes an NVIDIA GPU when one is usable (and says so when
+    /// it falls back to the CPU), `cuda` insists on one.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Files denoised together, as one batch (files of similar length are grouped). Default:
+    /// 16 on a GPU, 1 on the CPU, where batching brings no speed.
+    #[arg(long)]
+    batch: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -67,13 +75,16 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
             args.inputs.len()
         );
     }
+    let options = pipeline::load_options(args.device)?;
+    let device = options.device;
     let model = match &args.model {
-        Some(path) => Model::load(path)?,
-        None => Model::from_bytes(
-            wavecrn_engine::shipped::DENOISE,
-            &wavecrn_engine::LoadOptions::default(),
-        )?,
+        Some(path) => Model::load_with(path, &options)?,
+        None => Model::from_bytes(wavecrn_engine::shipped::DENOISE, &options)?,
     };
+    let batch = args
+        .batch
+        .unwrap_or(if device == Device::Cuda { 16 } else { 1 })
+        .max(1);
 
     // Work out every output path, and refuse clashes, before touching anything.
     let mut jobs = vec![];
@@ -105,16 +116,19 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut failed = 0;
-    for (input, output) in &jobs {
-        match pipeline::denoise_file(&model, input, output, !args.quiet) {
-            Ok(report) => {
-                if !args.quiet {
-                    eprintln!("{} -> {} ({report})", input.display(), output.display());
+    for group in pipeline::group_by_length(&jobs, batch) {
+        let results = pipeline::denoise_together(&model, &group, !args.quiet);
+        for ((input, output), result) in group.iter().zip(results) {
+            match result {
+                Ok(report) => {
+                    if !args.quiet {
+                        eprintln!("{} -> {} ({report})", input.display(), output.display());
+                    }
                 }
-            }
-            Err(e) => {
-                eprintln!("error: {}: {e:#}", input.display());
-                failed += 1;
+                Err(e) => {
+                    eprintln!("error: {}: {e:#}", input.display());
+                    failed += 1;
+                }
             }
         }
     }

@@ -2,14 +2,14 @@
 //! resample back, write. Memory stays bounded whatever the file's length, and the output
 //! appears under its name only when complete.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use wavecrn_engine::offline::{ChunkedDenoiser, Chunking};
 use wavecrn_engine::resample::StreamResampler;
-use wavecrn_engine::Model;
+use wavecrn_engine::{DeviceChoice, LoadOptions, Model};
 
 use crate::audio::{Reader, Spec, Writer};
 
@@ -92,120 +92,268 @@ const READ: usize = 1 << 16;
 /// Denoises `input` into `output` (same format, rate and channels, same length).
 /// Returns a one-line summary.
 pub fn denoise_file(model: &Model, input: &Path, output: &Path, progress: bool) -> Result<String> {
-    let (mut reader, spec) = Reader::open(input)?;
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = output
-        .file_name()
-        .context("output has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.partial{}", std::process::id()));
+    let job = [(input.to_path_buf(), output.to_path_buf())];
+    denoise_together(model, &job, progress)
+        .pop()
+        .expect("one result per job")
+}
+
+/// Load options for the device a user chose; when `auto` falls back to the CPU, says so
+/// (and why) in one line on stderr.
+pub fn load_options(choice: DeviceChoice) -> Result<LoadOptions> {
+    let (device, note) = choice.resolve()?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    Ok(LoadOptions {
+        device,
+        ..LoadOptions::default()
+    })
+}
+
+/// Splits `jobs` into groups of at most `batch` files of similar duration (shortest first),
+/// so that little of a batch is padding. Files whose header does not say their length, or
+/// cannot be opened, go last (their error comes when they run).
+pub fn group_by_length(jobs: &[(PathBuf, PathBuf)], batch: usize) -> Vec<Vec<(PathBuf, PathBuf)>> {
+    let mut timed: Vec<(f64, &(PathBuf, PathBuf))> = jobs
+        .iter()
+        .map(|job| {
+            let seconds = Reader::open(&job.0)
+                .ok()
+                .and_then(|(_, spec)| Some(spec.frames? as f64 / spec.sample_rate as f64));
+            (seconds.unwrap_or(f64::INFINITY), job)
+        })
+        .collect();
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    timed
+        .chunks(batch.max(1))
+        .map(|g| g.iter().map(|(_, job)| (*job).clone()).collect())
+        .collect()
+}
+
+/// Denoises several files as one batch: their channels run side by side through the model,
+/// each file padded with silence after its end and cropped back, so a GPU gets work in
+/// large pieces. Memory stays bounded as for one file. Returns one result per job; a file
+/// that fails does not stop the others.
+pub fn denoise_together(
+    model: &Model,
+    jobs: &[(PathBuf, PathBuf)],
+    progress: bool,
+) -> Vec<Result<String>> {
     let started = Instant::now();
-    let result = run(model, &mut reader, &spec, &tmp, progress);
-    match result {
-        Ok(frames) => {
-            std::fs::rename(&tmp, output)
-                .with_context(|| format!("cannot move the result to {}", output.display()))?;
-            let seconds = frames as f64 / spec.sample_rate as f64;
-            let took = started.elapsed().as_secs_f64();
-            Ok(format!(
-                "{seconds:.1} s of audio in {took:.1} s, {:.0}x real time",
-                seconds / took.max(1e-9)
-            ))
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e.context(format!("{} was not written", output.display())))
-        }
-    }
-}
-
-fn run(model: &Model, reader: &mut Reader, spec: &Spec, tmp: &Path, progress: bool) -> Result<u64> {
-    let ch = spec.channels;
-    let model_rate = model.config().sample_rate as f64;
-    let mut down = StreamResampler::new(spec.sample_rate as f64, model_rate, ch)?;
-    let mut up = StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?;
-    let mut denoiser = ChunkedDenoiser::new(model, ch, Chunking::for_model(model))?;
-    let mut writer = Writer::create(tmp, spec)?;
-    let mut out = Output {
-        writer: &mut writer,
-        held: vec![vec![]; ch],
-        written: 0,
+    let mut lanes: Vec<Result<Lane>> = jobs
+        .iter()
+        .map(|(input, output)| Lane::open(model, input, output))
+        .collect();
+    let run = run_lanes(model, &mut lanes, progress);
+    let took = started.elapsed().as_secs_f64();
+    let together = if jobs.len() > 1 {
+        format!(", in a batch of {}", jobs.len())
+    } else {
+        String::new()
     };
-
-    let bar = progress_bar(spec, progress);
-    let (mut raw, mut low, mut clean, mut back) = (planar(ch), planar(ch), planar(ch), planar(ch));
-    let mut frames_in = 0u64;
-    loop {
-        clear(&mut raw);
-        let n = reader.read(READ, &mut raw)?;
-        if n == 0 {
-            break;
-        }
-        frames_in += n as u64;
-        down.process(&slices(&raw), &mut low)?;
-        denoiser.push(&slices(&low), &mut clean)?;
-        clear(&mut low);
-        up.process(&slices(&clean), &mut back)?;
-        clear(&mut clean);
-        out.push(&mut back, frames_in)?;
-        bar.set_position(frames_in);
-    }
-    down.finish(&mut low)?;
-    denoiser.push(&slices(&low), &mut clean)?;
-    denoiser.finish(&mut clean)?;
-    up.process(&slices(&clean), &mut back)?;
-    up.finish(&mut back)?;
-    out.finish(&mut back, frames_in)?;
-    writer.finish()?;
-    // hound flushes but does not sync: make sure the bytes are on disk before the rename.
-    std::fs::File::open(tmp)?.sync_all()?;
-    bar.finish_and_clear();
-    Ok(frames_in)
+    lanes
+        .into_iter()
+        .zip(jobs)
+        .map(|(lane, (_, output))| {
+            let mut lane = lane?;
+            let tmp = lane.tmp.clone();
+            let done = match (&run, lane.failed.take()) {
+                (Err(e), _) => Err(anyhow::anyhow!("{e:#}")),
+                (_, Some(e)) => Err(e),
+                (Ok(()), None) => lane.commit(output),
+            };
+            match done {
+                Ok(seconds) => Ok(format!(
+                    "{seconds:.1} s of audio in {took:.1} s, {:.0}x real time{together}",
+                    seconds / took.max(1e-9)
+                )),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e.context(format!("{} was not written", output.display())))
+                }
+            }
+        })
+        .collect()
 }
 
-/// The writing end: keeps the output exactly as long as the input, whatever rounding the
-/// two sample-rate conversions did.
-struct Output<'w> {
-    writer: &'w mut Writer,
-    /// The last few frames, held back until the input's length is known.
+/// One file on its way through a batch: its reader, its two rate converters, its writer.
+struct Lane {
+    reader: Reader,
+    spec: Spec,
+    down: StreamResampler,
+    up: StreamResampler,
+    writer: Writer,
+    tmp: PathBuf,
+    /// Model-rate input not yet given to the model.
+    pending: Vec<Vec<f32>>,
+    /// Model-rate samples the file has (so far), and model outputs kept for it so far.
+    real: usize,
+    kept: usize,
+    frames_in: u64,
+    ended: bool,
+    failed: Option<anyhow::Error>,
     held: Vec<Vec<f32>>,
     written: u64,
 }
 
-impl Output<'_> {
-    const HOLD: usize = 16;
-
-    fn push(&mut self, new: &mut [Vec<f32>], limit: u64) -> Result<()> {
-        for (h, n) in self.held.iter_mut().zip(new.iter_mut()) {
-            h.append(n);
-        }
-        let ready = self.held[0]
-            .len()
-            .saturating_sub(Self::HOLD)
-            .min((limit - self.written) as usize);
-        self.emit(ready)
+impl Lane {
+    fn open(model: &Model, input: &Path, output: &Path) -> Result<Self> {
+        let (reader, spec) = Reader::open(input)?;
+        let dir = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = output
+            .file_name()
+            .context("output has no file name")?
+            .to_string_lossy();
+        let tmp = dir.join(format!(".{name}.partial{}", std::process::id()));
+        let (ch, model_rate) = (spec.channels, model.config().sample_rate as f64);
+        Ok(Self {
+            down: StreamResampler::new(spec.sample_rate as f64, model_rate, ch)?,
+            up: StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?,
+            writer: Writer::create(&tmp, &spec)?,
+            tmp,
+            pending: planar(ch),
+            real: 0,
+            kept: 0,
+            frames_in: 0,
+            ended: false,
+            failed: None,
+            held: planar(ch),
+            written: 0,
+            reader,
+            spec,
+        })
     }
 
-    fn finish(&mut self, new: &mut [Vec<f32>], total: u64) -> Result<()> {
-        for (h, n) in self.held.iter_mut().zip(new.iter_mut()) {
-            h.append(n);
-            h.resize(h.len().max((total - self.written) as usize), 0.0);
+    /// Reads and converts the next block; at the end of the file, flushes the converter.
+    fn read(&mut self, raw: &mut [Vec<f32>]) -> Result<()> {
+        clear(raw);
+        let n = self.reader.read(READ, raw)?;
+        let before = self.pending[0].len();
+        if n == 0 {
+            self.down.finish(&mut self.pending)?;
+            self.ended = true;
+        } else {
+            self.frames_in += n as u64;
+            self.down.process(&slices(raw), &mut self.pending)?;
         }
-        self.emit((total - self.written) as usize)
-    }
-
-    fn emit(&mut self, n: usize) -> Result<()> {
-        let parts: Vec<&[f32]> = self.held.iter().map(|h| &h[..n]).collect();
-        self.writer.write(&parts)?;
-        for h in &mut self.held {
-            h.drain(..n);
-        }
-        self.written += n as u64;
+        self.real += self.pending[0].len() - before;
         Ok(())
     }
+
+    /// Takes the model's output for this file's channels, drops what lies past the file's
+    /// end (padding), converts back and writes what is final.
+    fn take(&mut self, clean: &mut [Vec<f32>], last: bool) -> Result<()> {
+        let useful = clean[0].len().min(self.real - self.kept);
+        self.kept += useful;
+        for c in clean.iter_mut() {
+            c.truncate(useful);
+        }
+        let mut back = planar(self.spec.channels);
+        self.up.process(&slices(clean), &mut back)?;
+        if last {
+            self.up.finish(&mut back)?;
+        }
+        let (total, hold) = (self.frames_in, if last { 0 } else { HOLD });
+        for (h, b) in self.held.iter_mut().zip(back.iter_mut()) {
+            h.append(b);
+            if last {
+                h.resize(h.len().max((total - self.written) as usize), 0.0);
+            }
+        }
+        // Hold the last few frames back until the input's length is known: the output is
+        // exactly as long as the input, whatever rounding the conversions did.
+        let ready = self.held[0]
+            .len()
+            .saturating_sub(hold)
+            .min((total - self.written) as usize);
+        let parts: Vec<&[f32]> = self.held.iter().map(|h| &h[..ready]).collect();
+        self.writer.write(&parts)?;
+        for h in &mut self.held {
+            h.drain(..ready);
+        }
+        self.written += ready as u64;
+        Ok(())
+    }
+
+    /// Finishes the file and moves it into place; returns its length in seconds.
+    fn commit(self, output: &Path) -> Result<f64> {
+        self.writer.finish()?;
+        // hound flushes but does not sync: make sure the bytes are on disk before the rename.
+        std::fs::File::open(&self.tmp)?.sync_all()?;
+        std::fs::rename(&self.tmp, output)
+            .with_context(|| format!("cannot move the result to {}", output.display()))?;
+        Ok(self.frames_in as f64 / self.spec.sample_rate as f64)
+    }
+}
+
+/// Frames held back by each lane until its input's length is known.
+const HOLD: usize = 16;
+
+/// Runs every lane that opened through one chunked denoiser, channels side by side.
+fn run_lanes(model: &Model, lanes: &mut [Result<Lane>], progress: bool) -> Result<()> {
+    let mut live: Vec<&mut Lane> = lanes.iter_mut().filter_map(|l| l.as_mut().ok()).collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let channels: usize = live.iter().map(|l| l.spec.channels).sum();
+    let mut denoiser = ChunkedDenoiser::new(model, channels, Chunking::for_model(model))?;
+    let bar = progress_bar(&live[0].spec, progress && live.len() == 1);
+    let mut raw: Vec<Vec<Vec<f32>>> = live.iter().map(|l| planar(l.spec.channels)).collect();
+    let mut clean = planar(channels);
+    loop {
+        for (lane, raw) in live.iter_mut().zip(&mut raw) {
+            if !lane.ended {
+                if let Err(e) = lane.read(raw) {
+                    // This file stops here and will not be written; the batch goes on.
+                    lane.failed = Some(e);
+                    lane.ended = true;
+                }
+            }
+        }
+        bar.set_position(live[0].frames_in);
+        let all_ended = live.iter().all(|l| l.ended);
+        // Feed as much as every lane still reading can give; lanes past their end give
+        // silence.
+        let n = live
+            .iter()
+            .filter(|l| !l.ended)
+            .map(|l| l.pending[0].len())
+            .min()
+            .unwrap_or_else(|| live.iter().map(|l| l.pending[0].len()).max().unwrap_or(0));
+        let mut feed: Vec<Vec<f32>> = Vec::with_capacity(channels);
+        for lane in live.iter_mut() {
+            for p in &mut lane.pending {
+                let take = n.min(p.len());
+                let mut v: Vec<f32> = p.drain(..take).collect();
+                v.resize(n, 0.0);
+                feed.push(v);
+            }
+        }
+        denoiser.push(&slices(&feed), &mut clean)?;
+        if all_ended {
+            denoiser.finish(&mut clean)?;
+        }
+        let mut from = 0;
+        for lane in live.iter_mut() {
+            let ch = lane.spec.channels;
+            if lane.failed.is_none() {
+                if let Err(e) = lane.take(&mut clean[from..from + ch], all_ended) {
+                    lane.failed = Some(e);
+                }
+            }
+            from += ch;
+        }
+        clear(&mut clean);
+        if all_ended {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
 }
 
 fn planar(channels: usize) -> Vec<Vec<f32>> {

@@ -20,6 +20,8 @@ pub enum Error {
     Inference(String),
     #[error("bad input: {0}")]
     Input(String),
+    #[error("{0}")]
+    Device(String),
 }
 
 /// Result with the engine's [`Error`].

@@ -5,6 +5,7 @@
 //! all build on this crate.
 
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod io;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod stream;
 pub mod weights;
 
 pub use config::{MaskKind, ModelConfig};
+pub use device::{Device, DeviceChoice};
 pub use error::{Error, Result};
 pub use model::{LoadOptions, Model, RecurrencePath};
 pub use weights::{Tensor, TensorFile, Weights};

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use prost::Message;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, TractErrorContext};
+use tract_onnx::tract_core::runtime::Runnable;
 
 use crate::config::ModelConfig;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::onnx_export::{INPUT, META_CONFIG, META_NAME, META_VERSION, OUTPUT};
 use crate::sru::{op::fuse_recurrences, Kernel};
@@ -35,6 +37,8 @@ pub struct LoadOptions {
     /// Intermediate tensors (ONNX value names, e.g. `act.conv`) to return beside the output,
     /// for checking a model against reference activations.
     pub taps: Vec<String>,
+    /// Where the model runs. On CUDA the recurrence path is the fused kernel's, on the CPU.
+    pub device: Device,
 }
 
 /// A loaded, optimised WaveCRN model.
@@ -43,16 +47,22 @@ pub struct Model {
     config: ModelConfig,
     name: String,
     version: String,
-    plan: Arc<TypedRunnableModel>,
+    plan: Arc<dyn Runnable>,
+    device: Device,
     taps: Vec<String>,
 }
 
 impl Model {
     /// Loads an ONNX file with default options.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads an ONNX file.
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&bytes, &LoadOptions::default()).map_err(|e| match e {
+        Self::from_bytes(&bytes, options).map_err(|e| match e {
             Error::Model(why) => Error::Model(format!("{}: {why}", path.display())),
             other => other,
         })
@@ -96,6 +106,7 @@ impl Model {
             name: meta(META_NAME).unwrap_or_default(),
             version: meta(META_VERSION).unwrap_or_default(),
             plan,
+            device: options.device,
             taps: options.taps.clone(),
         })
     }
@@ -103,6 +114,11 @@ impl Model {
     /// The network's configuration, read from the file's metadata.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// Model name from the metadata.
@@ -185,11 +201,9 @@ impl Model {
     /// ...): shows which recurrence path a model actually runs.
     pub fn operators(&self) -> Vec<String> {
         self.plan
-            .model()
-            .nodes()
-            .iter()
-            .map(|n| n.op.name().to_string())
-            .collect()
+            .typed_model()
+            .map(|m| m.nodes().iter().map(|n| n.op.name().to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// Names of the taps this model was loaded with, in output order after the main output.
@@ -221,7 +235,7 @@ fn build_plan(
     proto: &tract_onnx::pb::ModelProto,
     config: &ModelConfig,
     options: &LoadOptions,
-) -> TractResult<Arc<TypedRunnableModel>> {
+) -> TractResult<Arc<dyn Runnable>> {
     let mut model = tract_onnx::onnx().model_for_proto_model(proto)?;
     let mut outputs = vec![model.find_outlet_label(OUTPUT).context("no output")?];
     for tap in &options.taps {
@@ -239,7 +253,15 @@ fn build_plan(
         }
         fuse_recurrences(&mut typed, config, kernel)?;
     }
-    typed.into_optimized()?.into_runnable()
+    match options.device {
+        Device::Cpu => Ok(Arc::new(typed.into_optimized()?.into_runnable()?)),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => Ok(Arc::from(crate::device::cuda::prepare(
+            typed.into_decluttered()?,
+        )?)),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => bail!("{}", crate::device::cuda_available().unwrap_err()),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,105 @@
+//! `cargo xtask gpu-check`: on a machine with an NVIDIA GPU, checks that the CUDA path gives
+//! the reference outputs and measures its speed. Built here, it can be carried to a lent GPU
+//! machine as one binary with the reference files beside it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::{Device, LoadOptions, Model, TensorFile, Weights};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Reference cases (safetensors with weights, `input` and `output`).
+    #[arg(long, num_args = 1.., default_values = [
+        "tests/fixtures/reference/small_bidir.safetensors",
+        "tests/fixtures/reference/small_causal.safetensors",
+        "../shared/reference/paper_bidir.safetensors",
+    ])]
+    cases: Vec<PathBuf>,
+    /// Files in the speed batch, each `--seconds` long.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Timed runs (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+const TOLERANCE: f32 = 1e-4;
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn on(device: Device) -> LoadOptions {
+    LoadOptions {
+        device,
+        ..LoadOptions::default()
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    wavecrn_engine::device::cuda_available()?;
+    let root = crate::root();
+    let mut failed = 0;
+    for case in &args.cases {
+        let path = root.join(case);
+        let file = TensorFile::read(&path).with_context(|| path.display().to_string())?;
+        let onnx = to_onnx_bytes(&Weights::read(&path)?, &ModelInfo::default());
+        let input = file.get("input").context("no input tensor")?;
+        let batch = input.shape[0];
+        let gpu = Model::from_bytes(&onnx, &on(Device::Cuda))?;
+        let cpu = Model::from_bytes(&onnx, &on(Device::Cpu))?;
+        let (_, g) = gpu.run_raw(&input.data, batch)?.swap_remove(0);
+        let (_, c) = cpu.run_raw(&input.data, batch)?.swap_remove(0);
+        let reference = &file.get("output").context("no output tensor")?.data;
+        let (vs_ref, vs_cpu) = (max_diff(&g, reference), max_diff(&g, &c));
+        let ok = vs_ref <= TOLERANCE && vs_cpu <= TOLERANCE;
+        failed += usize::from(!ok);
+        println!(
+            "{}: CUDA vs reference {vs_ref:.2e}, vs CPU {vs_cpu:.2e}: {}",
+            case.display(),
+            if ok { "ok" } else { "FAILED" }
+        );
+    }
+
+    // Speed: the shipped paper-configuration model on a batch of files.
+    let gpu = Model::from_bytes(wavecrn_engine::shipped::DENOISE, &on(Device::Cuda))?;
+    let rate = gpu.config().sample_rate as f64;
+    let len = (args.seconds * rate) as usize;
+    let mut seed = 1u32;
+    let audio: Vec<f32> = (0..len * args.batch)
+        .map(|i| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            0.1 * ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5) + 0.2 * (i as f32 * 0.03).sin()
+        })
+        .collect();
+    gpu.denoise(&audio, args.batch)?; // warm-up: kernels compile, memory is allocated
+    let mut times = vec![];
+    for _ in 0..args.runs.max(1) {
+        let t = Instant::now();
+        gpu.denoise(&audio, args.batch)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let took = times[times.len() / 2];
+    let audio_s = args.batch as f64 * args.seconds;
+    println!(
+        "paper configuration, batch {} x {} s on CUDA: {took:.3} s, real-time factor {:.5}, {:.0}x real time",
+        args.batch,
+        args.seconds,
+        took / audio_s,
+        audio_s / took
+    );
+    println!("gpu-rtf: {:.6}", took / audio_s);
+    if failed > 0 {
+        bail!("{failed} reference case(s) differ on CUDA");
+    }
+    Ok(())
+}
