@@ -11,6 +11,7 @@
 //! [`kernel`] runs it fast; [`op`] wraps it as a tract operator that replaces the ONNX `Scan`.
 
 pub mod kernel;
+pub mod lanes;
 pub mod op;
 
 pub use kernel::{Kernel, Recurrence};
