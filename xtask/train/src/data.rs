@@ -55,6 +55,24 @@ pub enum Source {
     Pairs(Arc<Vec<Recording>>),
 }
 
+impl Source {
+    /// How many clean recordings there are.
+    fn speech_count(&self) -> usize {
+        match self {
+            Source::Mixtures { speech, .. } => speech.len(),
+            Source::Pairs(pairs) => pairs.len(),
+        }
+    }
+
+    /// Clean recording `i`.
+    fn speech(&self, i: usize) -> &[f32] {
+        match self {
+            Source::Mixtures { speech, .. } => &speech[i].1,
+            Source::Pairs(pairs) => &pairs[i].clean,
+        }
+    }
+}
+
 /// Loads `noisy_dir` and `clean_dir` and pairs their files by name.
 pub fn load_pairs(noisy_dir: &Path, clean_dir: &Path, rate: u32) -> Result<Vec<Recording>> {
     let read = |dir: &Path| -> Result<BTreeMap<String, Vec<f32>>> {
@@ -220,16 +238,9 @@ pub fn draw(source: &Source, m: &Mixing, seed: u64, index: u64) -> Batch {
                 )
             }
             (source, Task::Restore) => {
-                let clean_of = |i: usize| match source {
-                    Source::Mixtures { speech, .. } => speech[i].1.as_slice(),
-                    Source::Pairs(pairs) => pairs[i].clean.as_slice(),
-                };
-                let count = match source {
-                    Source::Mixtures { speech, .. } => speech.len(),
-                    Source::Pairs(pairs) => pairs.len(),
-                };
-                let (i, start) = speech_crop(&mut rng, count, clean_of, m.crop);
-                let mut clean = crop(clean_of(i), start, m.crop);
+                let count = source.speech_count();
+                let (i, start) = speech_crop(&mut rng, count, |i| source.speech(i), m.crop);
+                let mut clean = crop(source.speech(i), start, m.crop);
                 restore_level(&mut clean);
                 (sign_compress(&clean), clean)
             }

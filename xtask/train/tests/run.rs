@@ -2,6 +2,7 @@
 //! resumes to exactly what an uninterrupted run reaches, its best checkpoint exports to a
 //! model the engine loads, and bad data folders are clear errors.
 
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,38 +11,43 @@ use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::{LoadOptions, Model, TensorFile, Weights};
 use wavecrn_tests::fixture;
 
+/// The trainer on a tiny model (16 channels, 2 layers, batch 2) that validates on two
+/// fixture files every `valid_every` steps; `data` says what it trains on.
+fn small_run<S: AsRef<OsStr>>(
+    data: impl IntoIterator<Item = S>,
+    run_dir: &Path,
+    steps: u32,
+    valid_every: u32,
+) -> Command {
+    let d = fixture("metrics");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"));
+    cmd.arg("train")
+        .args(data)
+        .arg("--valid-speech")
+        .arg(&d)
+        .arg("--valid-noise")
+        .arg(&d)
+        .args([
+            "--valid-files",
+            "2",
+            "--valid-every",
+            &valid_every.to_string(),
+        ])
+        .args(["--channels", "16", "--layers", "2", "--batch", "2"])
+        .args(["--steps", &steps.to_string(), "--run-dir"])
+        .arg(run_dir);
+    cmd
+}
+
+/// On-the-fly mixtures of the fixture files with themselves.
+fn mixtures() -> [OsString; 4] {
+    let d = fixture("metrics").into_os_string();
+    ["--speech".into(), d.clone(), "--noise".into(), d]
+}
+
 fn train(run_dir: &Path, steps: u32, extra: &[&str]) -> std::process::Output {
-    let data = fixture("metrics");
-    let d = data.to_str().unwrap();
-    let steps = steps.to_string();
-    let mut args = vec![
-        "train",
-        "--speech",
-        d,
-        "--noise",
-        d,
-        "--valid-speech",
-        d,
-        "--valid-noise",
-        d,
-        "--valid-files",
-        "2",
-        "--valid-every",
-        "5",
-        "--channels",
-        "16",
-        "--layers",
-        "2",
-        "--batch",
-        "2",
-        "--steps",
-        &steps,
-        "--run-dir",
-        run_dir.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let out = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"))
-        .args(&args)
+    let out = small_run(mixtures(), run_dir, steps, 5)
+        .args(extra)
         .output()
         .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
@@ -227,34 +233,9 @@ fn a_config_file_sets_a_run_and_the_command_line_overrides_it() {
 #[test]
 fn restoration_trains_from_speech_alone() {
     let run = scratch("restore");
-    let d = fixture("metrics");
-    let out = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"))
-        .args([
-            "train",
-            "--task",
-            "restore",
-            "--speech",
-            d.to_str().unwrap(),
-        ])
-        .args([
-            "--valid-speech",
-            d.to_str().unwrap(),
-            "--valid-noise",
-            d.to_str().unwrap(),
-        ])
-        .args(["--valid-files", "2", "--valid-every", "2", "--steps", "2"])
-        .args([
-            "--channels",
-            "16",
-            "--layers",
-            "2",
-            "--batch",
-            "2",
-            "--run-dir",
-        ])
-        .arg(&run)
-        .output()
-        .unwrap();
+    let d = fixture("metrics").into_os_string();
+    let data = ["--task".into(), "restore".into(), "--speech".into(), d];
+    let out = small_run::<OsString>(data, &run, 2, 2).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -281,30 +262,8 @@ fn fixed_pairs_train_and_unmatched_names_are_an_error() {
         }
     }
     let pairs_run = |run: &Path| {
-        let d = fixture("metrics");
-        Command::new(env!("CARGO_BIN_EXE_wavecrn-train"))
-            .arg("train")
-            .arg("--pairs")
-            .args([&noisy, &clean])
-            .args([
-                "--valid-speech",
-                d.to_str().unwrap(),
-                "--valid-noise",
-                d.to_str().unwrap(),
-            ])
-            .args(["--valid-files", "2", "--valid-every", "2", "--steps", "2"])
-            .args([
-                "--channels",
-                "16",
-                "--layers",
-                "2",
-                "--batch",
-                "2",
-                "--run-dir",
-            ])
-            .arg(run)
-            .output()
-            .unwrap()
+        let data = [OsStr::new("--pairs"), noisy.as_os_str(), clean.as_os_str()];
+        small_run(data, run, 2, 2).output().unwrap()
     };
     let out = pairs_run(&root.join("run"));
     assert!(
@@ -337,32 +296,8 @@ fn a_full_disk_stops_the_run_cleanly_and_loses_nothing() {
     let run = scratch("full-disk");
     assert!(train(&run, 5, &[]).status.success());
     let before = TensorFile::read(run.join("checkpoint.safetensors")).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wavecrn-train"));
-    let d = fixture("metrics");
-    let d = d.to_str().unwrap();
-    cmd.args([
-        "train",
-        "--speech",
-        d,
-        "--noise",
-        d,
-        "--valid-speech",
-        d,
-        "--valid-noise",
-        d,
-    ])
-    .args([
-        "--valid-files",
-        "2",
-        "--valid-every",
-        "5",
-        "--channels",
-        "16",
-        "--layers",
-        "2",
-    ])
-    .args(["--batch", "2", "--steps", "10", "--resume", "--run-dir"])
-    .arg(&run);
+    let mut cmd = small_run(mixtures(), &run, 10, 5);
+    cmd.arg("--resume");
     // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
