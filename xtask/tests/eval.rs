@@ -52,9 +52,9 @@ fn copy_as_rate(from: &Path, to: &Path, rate: u32) {
     w.finalize().unwrap();
 }
 
-#[test]
-fn paired_folders_json_csv_and_enhanced() {
-    let dir = std::env::temp_dir().join(format!("wavecrn-eval-{}", std::process::id()));
+/// `clean`, `noisy` and an empty `enhanced` folder under `dir`, one fixture pair in the
+/// first two as `a.wav`.
+fn paired_folders(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (clean, noisy, enhanced) = (dir.join("clean"), dir.join("noisy"), dir.join("enhanced"));
     for d in [&clean, &noisy, &enhanced] {
         std::fs::create_dir_all(d).unwrap();
@@ -62,6 +62,14 @@ fn paired_folders_json_csv_and_enhanced() {
     let fixtures = root().join("tests/fixtures/metrics");
     std::fs::copy(fixtures.join("pesq_ref.wav"), clean.join("a.wav")).unwrap();
     std::fs::copy(fixtures.join("pesq_deg_babble0db.wav"), noisy.join("a.wav")).unwrap();
+    (clean, noisy, enhanced)
+}
+
+#[test]
+fn paired_folders_json_csv_and_enhanced() {
+    let dir = std::env::temp_dir().join(format!("wavecrn-eval-{}", std::process::id()));
+    let (clean, noisy, enhanced) = paired_folders(&dir);
+    let fixtures = root().join("tests/fixtures/metrics");
     // The enhanced "system" is the clean file itself, at 48 kHz.
     copy_as_rate(
         &fixtures.join("pesq_ref.wav"),
@@ -151,13 +159,8 @@ fn validation_set_with_models_side_by_side() {
 #[test]
 fn the_restoration_task_scores_the_sign_compressed_input() {
     let dir = std::env::temp_dir().join(format!("wavecrn-eval-restore-{}", std::process::id()));
-    let (clean, noisy, enhanced) = (dir.join("clean"), dir.join("noisy"), dir.join("enhanced"));
-    for d in [&clean, &noisy, &enhanced] {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let (clean, noisy, enhanced) = paired_folders(&dir);
     let fixtures = root().join("tests/fixtures/metrics");
-    std::fs::copy(fixtures.join("pesq_ref.wav"), clean.join("a.wav")).unwrap();
-    std::fs::copy(fixtures.join("pesq_deg_babble0db.wav"), noisy.join("a.wav")).unwrap();
     std::fs::copy(fixtures.join("pesq_ref.wav"), enhanced.join("a.wav")).unwrap();
     let json = dir.join("scores.json");
     let s = |p: &Path| p.to_str().unwrap().to_string();

@@ -200,15 +200,8 @@ struct Lane {
 impl Lane {
     fn open(model: &Model, input: &Path, output: &Path) -> Result<Self> {
         let (reader, spec) = Reader::open(input)?;
-        let dir = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = output
-            .file_name()
-            .context("output has no file name")?
-            .to_string_lossy();
-        let tmp = dir.join(format!(".{name}.partial{}", std::process::id()));
+        let tmp = wavecrn_engine::io::hidden_sibling(output, "partial")
+            .context("output has no file name")?;
         let (ch, model_rate) = (spec.channels, model.config().sample_rate as f64);
         Ok(Self {
             down: StreamResampler::new(spec.sample_rate as f64, model_rate, ch)?,
