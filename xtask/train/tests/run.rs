@@ -152,6 +152,56 @@ fn empty_or_missing_data_is_a_clear_error() {
     assert!(err.contains("no WAV or FLAC files"), "{err}");
 }
 
+fn write_wav(path: &Path, samples: &[f32]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// Speech that is all silence is a clear error; speech shorter than a crop is padded with
+/// silence and trains.
+#[test]
+fn silent_speech_is_an_error_and_short_speech_trains() {
+    let root = scratch("odd-speech");
+    let (silent, short) = (root.join("silent"), root.join("short"));
+    write_wav(&silent.join("quiet.wav"), &[0.0; 16_000]);
+    let tone: Vec<f32> = (0..200).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
+    write_wav(&short.join("tiny.wav"), &tone);
+    let noise = fixture("metrics").into_os_string();
+    let speech_from = |dir: &Path| {
+        [
+            OsString::from("--speech"),
+            dir.into(),
+            "--noise".into(),
+            noise.clone(),
+        ]
+    };
+    let out = small_run(speech_from(&silent), &root.join("run1"), 2, 2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("non-silent"), "{err}");
+    let out = small_run(speech_from(&short), &root.join("run2"), 2, 2)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(steps_logged(&root.join("run2")), 2);
+    let _ = std::fs::remove_dir_all(root);
+}
+
 fn steps_logged(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
