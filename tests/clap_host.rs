@@ -16,7 +16,11 @@ use clack_extensions::state::PluginState;
 use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
 use clack_host::utils::ClapId;
-use wavecrn_tests::{repo_root, shared};
+use wavecrn_tests::repo_root;
+
+#[path = "common/speech.rs"]
+mod speech;
+use speech::{noisy_speech, snr_db};
 
 struct Shared;
 impl SharedHandler<'_> for Shared {
@@ -197,38 +201,6 @@ impl Loaded {
         self.instance.deactivate(processor.stop_processing());
         (out, latency)
     }
-}
-
-fn noisy_speech(rate: f64, seconds: f64) -> Option<(Vec<f32>, Vec<f32>)> {
-    let speech = shared("data/speech/valid")?;
-    let noise = shared("data/noise/valid")?;
-    let first = |dir: &std::path::Path| {
-        let files = wavecrn_cli::pipeline::audio_files(dir).unwrap();
-        let mut x = Vec::new();
-        for f in files {
-            x.extend(wavecrn_cli::pipeline::read_mono(&f, rate as u32).unwrap());
-            if x.len() as f64 >= rate * seconds {
-                break;
-            }
-        }
-        x.truncate((rate * seconds) as usize);
-        x
-    };
-    let (s, n) = (first(&speech), first(&noise));
-    let (ps, pn) = (power(&s), power(&n));
-    // 5 dB SNR.
-    let g = (ps / pn / 10f64.powf(0.5)).sqrt() as f32;
-    let noisy = s.iter().zip(&n).map(|(a, b)| a + g * b).collect();
-    Some((s, noisy))
-}
-
-fn power(x: &[f32]) -> f64 {
-    x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64
-}
-
-fn snr_db(clean: &[f32], test: &[f32]) -> f64 {
-    let e: Vec<f32> = clean.iter().zip(test).map(|(a, b)| a - b).collect();
-    10.0 * (power(clean) / power(&e).max(1e-30)).log10()
 }
 
 #[test]
