@@ -1,4 +1,5 @@
-//! Real noisy speech for the plugin host tests, and the SNR they judge it by.
+//! What the plugin host tests share: an impulse test signal and its check, real noisy speech,
+//! and the SNR they judge the output by.
 
 use wavecrn_tests::shared;
 
@@ -36,4 +37,49 @@ pub fn power(x: &[f32]) -> f64 {
 pub fn snr_db(clean: &[f32], test: &[f32]) -> f64 {
     let e: Vec<f32> = clean.iter().zip(test).map(|(a, b)| a - b).collect();
     10.0 * (power(clean) / power(&e).max(1e-30)).log10()
+}
+
+/// Where the impulse sits in [`impulse_and_noise`]'s first channel.
+pub const IMPULSE_AT: usize = 1234;
+
+/// Two channels of `len` frames: an impulse, and a quiet deterministic noise.
+pub fn impulse_and_noise(len: usize) -> Vec<Vec<f32>> {
+    let mut x = vec![0.0f32; len];
+    x[IMPULSE_AT] = 0.5;
+    let noise = (0..len)
+        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.01)
+        .collect();
+    vec![x, noise]
+}
+
+/// The dry path through a plugin: the impulse appears after exactly the reported `latency`
+/// and both channels are the input, delayed, bit for bit.
+pub fn assert_delayed_exactly(input: &[Vec<f32>], out: &[Vec<f32>], latency: usize, what: &str) {
+    let len = input[0].len();
+    assert!(
+        latency > 0 && latency < len / 2,
+        "{what}: latency {latency}"
+    );
+    assert_eq!(
+        out[0].iter().position(|&v| v != 0.0),
+        Some(IMPULSE_AT + latency),
+        "{what}"
+    );
+    for (i, o) in input.iter().zip(out) {
+        assert_eq!(
+            &o[latency..],
+            &i[..len - latency],
+            "{what}: dry path bit-exact"
+        );
+    }
+}
+
+/// The plugin's output (first channel, `latency` frames late) is at least 1 dB closer to
+/// `clean` than `noisy` was.
+pub fn assert_cleaner(clean: &[f32], noisy: &[f32], out: &[f32], latency: usize, what: &str) {
+    let y = &out[latency..];
+    let before = snr_db(&clean[..y.len()], &noisy[..y.len()]);
+    let after = snr_db(&clean[..y.len()], y);
+    eprintln!("{what}: SNR {before:.2} dB in, {after:.2} dB out");
+    assert!(after > before + 1.0, "{what}: {before:.2} -> {after:.2} dB");
 }
