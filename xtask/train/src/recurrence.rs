@@ -84,7 +84,7 @@ pub struct Grads {
 /// Runs the forward pass; fills `h` (the output) and `c` (every step's cell state, same
 /// shape as `h`), starting from zero state.
 pub fn forward(s: Shape, p: Params, u: &[f32], skip: Option<&[f32]>, h: &mut [f32], c: &mut [f32]) {
-    forward_with(Kernel::best(), threads(), s, p, u, skip, h, c)
+    forward_with(best_kernel(), threads(), s, p, u, skip, h, c)
 }
 
 /// [`forward`] with a chosen kernel and thread count (for tests and comparisons).
@@ -121,7 +121,7 @@ pub fn backward(
     c: &[f32],
     dh: &[f32],
 ) -> Grads {
-    backward_with(Kernel::best(), threads(), s, p, u, skip, c, dh)
+    backward_with(best_kernel(), threads(), s, p, u, skip, c, dh)
 }
 
 /// [`backward`] with a chosen kernel and thread count (for tests and comparisons).
@@ -173,6 +173,12 @@ pub fn backward_with(
         }
     }
     g
+}
+
+/// The fastest kernel this CPU runs, found once (the CPU feature probe is not free).
+fn best_kernel() -> Kernel {
+    static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *BEST.get_or_init(Kernel::best)
 }
 
 /// LibTorch's thread count: the cores the matrix products use, idle during the recurrence.
