@@ -29,7 +29,7 @@ pub fn noisy_speech(rate: f64, seconds: f64) -> Option<(Vec<f32>, Vec<f32>)> {
 }
 
 /// Mean square.
-pub fn power(x: &[f32]) -> f64 {
+fn power(x: &[f32]) -> f64 {
     x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64
 }
 
