@@ -3,7 +3,8 @@
 //! blocks):
 //!
 //! - the latency reported to the host, at 64- and 512-frame blocks;
-//! - the worker's real-time factor (its processing time / audio time), on this thread;
+//! - the worker's real-time factor (its processing time / audio time), on this thread; for
+//!   the Low latency preset, whose chain runs on the audio thread, the audio thread's;
 //! - the audio thread's time per block, median and 99th percentile;
 //! - how far the streamed output is from the whole-file output of the same model (SNR, dB).
 
@@ -50,9 +51,14 @@ fn power(x: &[f32]) -> f64 {
     x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64
 }
 
-fn whole_file(model: &Model, x: &[f32], rate: f64) -> Result<Vec<f32>> {
+/// The whole-file output of `model` for `x`: converted to 16 kHz and back with the file path's
+/// converters, or with the stream's short `live` ones.
+fn whole_file(model: &Model, x: &[f32], rate: f64, live: bool) -> Result<Vec<f32>> {
     let convert = |x: &[f32], from: f64, to: f64| -> Result<Vec<f32>> {
-        let mut r = StreamResampler::new(from, to, 1)?;
+        let mut r = match live {
+            true => StreamResampler::low_latency(from, to, 1)?,
+            false => StreamResampler::new(from, to, 1)?,
+        };
         let mut out = vec![Vec::new()];
         r.process(&[x], &mut out)?;
         r.finish(&mut out)?;
@@ -96,14 +102,20 @@ pub fn run(a: Args) -> Result<()> {
             let block = [&input[0][at..at + n], &input[1][at..at + n]];
             let t = Instant::now();
             audio.process(&block, false);
-            block_times.push(t.elapsed().as_secs_f64());
+            let spent = t.elapsed().as_secs_f64();
+            block_times.push(spent);
+            if worker.is_none() {
+                worker_time += spent;
+            }
             for (c, w) in wet.iter_mut().enumerate() {
                 w.extend_from_slice(audio.wet(c));
             }
             // The worker runs here, in step, timed on its own.
-            let t = Instant::now();
-            while worker.poll()? {}
-            worker_time += t.elapsed().as_secs_f64();
+            if let Some(worker) = &mut worker {
+                let t = Instant::now();
+                while worker.poll()? {}
+                worker_time += t.elapsed().as_secs_f64();
+            }
             at += n;
         }
         block_times.sort_by(f64::total_cmp);
@@ -112,26 +124,31 @@ pub fn run(a: Args) -> Result<()> {
             Preset::LowLatency => Model::from_bytes(&models.causal, &LoadOptions::default())?,
             _ => (*models.bidirectional).clone(),
         };
-        let mut snr = Vec::new();
-        for c in 0..2 {
-            let want = whole_file(&model, &input[c], rate)?;
-            // From 1 s in (the stream starts cold) to where the stream output ends.
-            let (from, to) = (rate as usize, frames - latency);
-            let e: Vec<f32> = (from..to).map(|i| want[i] - wet[c][i + latency]).collect();
-            snr.push(10.0 * (power(&want[from..to]) / power(&e).max(1e-30)).log10());
+        // From 1 s in (the stream starts cold) to where the stream output ends.
+        let (from, to) = (rate as usize, frames - latency);
+        let snr = |live: bool| -> Result<String> {
+            let mut db = Vec::new();
+            for c in 0..2 {
+                let want = whole_file(&model, &input[c], rate, live)?;
+                let e: Vec<f32> = (from..to).map(|i| want[i] - wet[c][i + latency]).collect();
+                db.push(10.0 * (power(&want[from..to]) / power(&e).max(1e-30)).log10());
+            }
+            Ok(format!("{:.1} / {:.1} dB", db[0], db[1]))
+        };
+        let mut fidelity = format!("streamed vs whole file {}", snr(false)?);
+        if preset.inline() {
+            fidelity += &format!(" ({} with the stream's converters)", snr(true)?);
         }
         println!(
-            "{preset:?}: latency {:.1} ms at 512-frame blocks ({:.1} ms at 64); worker RTF {:.3}; \
-             audio thread {:.1} us median, {:.1} us p99 per block; fallbacks {}; \
-             streamed vs whole file {:.1} / {:.1} dB",
+            "{preset:?}: latency {:.1} ms at 512-frame blocks ({:.1} ms at 64); {} RTF {:.3}; \
+             audio thread {:.1} us median, {:.1} us p99 per block; fallbacks {}; {fidelity}",
             latency as f64 / rate * 1e3,
             lat64 as f64 / rate * 1e3,
+            if preset.inline() { "inline" } else { "worker" },
             worker_time / a.seconds,
             pct(0.5),
             pct(0.99),
             audio.fallbacks(),
-            snr[0],
-            snr[1],
         );
     }
     Ok(())

@@ -27,6 +27,8 @@ pub struct StreamResampler {
     scratch: Vec<Vec<f32>>,
     /// Leading output frames still to drop (the converter's delay).
     skip: usize,
+    /// `skip` as it was made.
+    initial_skip: usize,
     /// Fractional delay in front of the FFT converter when it downsamples (see [`FractionalDelay`]).
     half_sample: Option<Vec<FractionalDelay>>,
     delayed: Vec<Vec<f32>>,
@@ -137,6 +139,7 @@ impl StreamResampler {
             pending: vec![Vec::with_capacity(chunk); channels],
             scratch: vec![vec![0.0; out_max]; channels],
             skip,
+            initial_skip: skip,
             half_sample,
             delayed: vec![vec![]; channels],
             frames_in: 0,
@@ -150,39 +153,58 @@ impl StreamResampler {
     }
 
     /// Converts `input` (one slice per channel, equal lengths) and appends what is ready to
-    /// `output` (one vector per channel).
-    pub fn process(&mut self, input: &[&[f32]], output: &mut [Vec<f32>]) -> Result<()> {
+    /// `output` (one vector per channel). Once `output` has room, a call allocates nothing
+    /// (the low-latency converters run on the audio thread).
+    pub fn process<S: AsRef<[f32]>>(&mut self, input: &[S], output: &mut [Vec<f32>]) -> Result<()> {
         let frames = self.check(input, output)?;
         self.frames_in += frames as u64;
         if self.inner.is_none() {
             for (o, i) in output.iter_mut().zip(input) {
-                o.extend_from_slice(i);
+                o.extend_from_slice(i.as_ref());
             }
             self.frames_out += frames as u64;
             return Ok(());
         }
-        let mut delayed = std::mem::take(&mut self.delayed);
-        let input: Vec<&[f32]> = match &mut self.half_sample {
-            Some(filters) => {
-                for ((f, d), i) in filters.iter_mut().zip(&mut delayed).zip(input) {
-                    d.clear();
-                    d.extend(i.iter().map(|&x| f.push(x)));
-                }
-                delayed.iter().map(Vec::as_slice).collect()
-            }
-            None => input.to_vec(),
+        let Some(filters) = &mut self.half_sample else {
+            return self.feed(input, frames, output);
         };
-        let result = self.feed(&input, frames, output);
+        let mut delayed = std::mem::take(&mut self.delayed);
+        for ((f, d), i) in filters.iter_mut().zip(&mut delayed).zip(input) {
+            d.clear();
+            d.extend(i.as_ref().iter().map(|&x| f.push(x)));
+        }
+        let result = self.feed(&delayed, frames, output);
         self.delayed = delayed;
         result
     }
 
-    fn feed(&mut self, input: &[&[f32]], frames: usize, output: &mut [Vec<f32>]) -> Result<()> {
+    /// Back to the state it was made in, without allocating.
+    pub fn reset(&mut self) {
+        if let Some(r) = &mut self.inner {
+            r.reset();
+        }
+        for p in &mut self.pending {
+            p.clear();
+        }
+        for f in self.half_sample.iter_mut().flatten() {
+            f.reset();
+        }
+        self.skip = self.initial_skip;
+        self.frames_in = 0;
+        self.frames_out = 0;
+    }
+
+    fn feed<S: AsRef<[f32]>>(
+        &mut self,
+        input: &[S],
+        frames: usize,
+        output: &mut [Vec<f32>],
+    ) -> Result<()> {
         let mut at = 0;
         while at < frames {
             let take = (self.chunk - self.pending[0].len()).min(frames - at);
             for (p, i) in self.pending.iter_mut().zip(input) {
-                p.extend_from_slice(&i[at..at + take]);
+                p.extend_from_slice(&i.as_ref()[at..at + take]);
             }
             at += take;
             if self.pending[0].len() == self.chunk {
@@ -214,12 +236,12 @@ impl StreamResampler {
         Ok(())
     }
 
-    fn check(&self, input: &[&[f32]], output: &[Vec<f32>]) -> Result<usize> {
+    fn check<S: AsRef<[f32]>>(&self, input: &[S], output: &[Vec<f32>]) -> Result<usize> {
         if input.len() != self.channels || output.len() != self.channels {
             return Err(Error::Input(format!("expected {} channels", self.channels)));
         }
-        let frames = input[0].len();
-        if input.iter().any(|c| c.len() != frames) {
+        let frames = input[0].as_ref().len();
+        if input.iter().any(|c| c.as_ref().len() != frames) {
             return Err(Error::Input("channels differ in length".into()));
         }
         Ok(frames)
@@ -318,6 +340,11 @@ impl FractionalDelay {
             history: vec![0.0; n],
             at: 0,
         }
+    }
+
+    fn reset(&mut self) {
+        self.history.fill(0.0);
+        self.at = 0;
     }
 
     fn push(&mut self, x: f32) -> f32 {

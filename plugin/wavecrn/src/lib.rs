@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nice_plug::prelude::*;
 use wavecrn_engine::shipped;
-use wavecrn_engine::stream::{self, AudioSide, Preset, StreamModels, WorkerThread};
+use wavecrn_engine::stream::{self, step_toward, AudioSide, Preset, StreamModels, WorkerThread};
 
 use crate::mix::{mix, Controls};
 use crate::params::WavecrnParams;
@@ -131,7 +131,7 @@ impl Plugin for Wavecrn {
             match stream::stream(&models, preset, rate, channels, max_block) {
                 Ok((audio, worker)) => {
                     streams.push(audio);
-                    workers.push(worker);
+                    workers.extend(worker);
                 }
                 Err(e) => {
                     nice_error!("WaveCRN: cannot stream at {rate} Hz: {e}");
@@ -215,11 +215,7 @@ impl Plugin for Wavecrn {
                 .smoothed
                 .next_block(&mut self.gain, len);
             for b in &mut self.bypass[..len] {
-                self.bypass_state = if bypass_target > self.bypass_state {
-                    (self.bypass_state + bypass_step).min(1.0)
-                } else {
-                    (self.bypass_state - bypass_step).max(0.0)
-                };
+                self.bypass_state = step_toward(self.bypass_state, bypass_target, bypass_step);
                 *b = self.bypass_state;
             }
             let controls = Controls {

@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// Steps of linear warm-up to `--lr` at the start.
     #[arg(long, default_value_t = 200)]
     pub warmup: u64,
+    /// Steps over which the target fades from the noisy input itself to the clean speech.
+    /// The network first learns to pass its input through (a mask of one), so denoising
+    /// starts from the noisy input's scores instead of from silence (0: the paper's recipe,
+    /// clean targets from the first step). Denoising only.
+    #[arg(long, default_value_t = 0)]
+    pub identity_steps: u64,
     /// Weight of a multi-resolution STFT loss term added to the paper's waveform L1
     /// (0: L1 alone, the paper's recipe).
     #[arg(long, default_value_t = 0.0)]

@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 use wavecrn_engine::io::write_atomically;
 use wavecrn_engine::sru::Kernel;
 use wavecrn_engine::{ModelConfig, TensorFile, Weights};
+use wavecrn_metrics::validation::Pair;
 
 use crate::adam::Adam;
 use crate::args::{DeviceChoice, RunArgs};
@@ -82,23 +83,39 @@ fn learning_rate(a: &RunArgs, step: u64) -> f64 {
     a.lr_end + 0.5 * (a.lr - a.lr_end) * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
+/// How much of the noise the target still keeps at `step` (see `--identity-steps`): 1 at
+/// the first step, falling linearly to 0.
+fn identity_share(a: &RunArgs, step: u64) -> f64 {
+    match a.task {
+        Task::Denoise if step < a.identity_steps => 1.0 - step as f64 / a.identity_steps as f64,
+        _ => 0.0,
+    }
+}
+
 fn pad_to(x: &[f32], stride: usize) -> Vec<f32> {
     let mut v = x.to_vec();
     v.resize(x.len().div_ceil(stride) * stride, 0.0);
     v
 }
 
-/// Mean SI-SDR, segmental SNR and PESQ on the validation pairs.
-fn validate(net: &Net, pairs: &[wavecrn_metrics::validation::Pair]) -> Result<(f64, f64, f64)> {
-    let (mut sdr, mut ssnr, mut pesq) = (0.0, 0.0, 0.0);
-    for p in pairs {
-        let x = pad_to(&p.noisy, net.config.stride);
+/// Mean SI-SDR, segmental SNR and PESQ of the network's outputs on the validation pairs.
+fn validate(net: &Net, pairs: &[Pair]) -> Result<(f64, f64, f64)> {
+    scores(pairs, |noisy| {
+        let x = pad_to(noisy, net.config.stride);
         let y = net.forward(
             &Tensor::from_slice(&x)
                 .view([1, 1, -1])
                 .to_device(net.vs.device()),
         );
-        let y = Vec::<f32>::try_from(&y.view([-1])).expect("float output");
+        Vec::<f32>::try_from(&y.view([-1])).expect("float output")
+    })
+}
+
+/// Mean SI-SDR, segmental SNR and PESQ of `output(noisy input)` on the validation pairs.
+fn scores(pairs: &[Pair], mut output: impl FnMut(&[f32]) -> Vec<f32>) -> Result<(f64, f64, f64)> {
+    let (mut sdr, mut ssnr, mut pesq) = (0.0, 0.0, 0.0);
+    for p in pairs {
+        let y = output(&p.noisy);
         let y = &y[..p.clean.len()];
         sdr += wavecrn_metrics::si_sdr(&p.clean, y)?;
         ssnr += wavecrn_metrics::segmental_snr(&p.clean, y)?;
@@ -220,6 +237,9 @@ pub fn train(a: RunArgs) -> Result<()> {
         return run_loop(a, cfg, net_mut, adam, best, source, valid_pairs);
     }
     crate::init::initialise(&net, a.seed);
+    // What the network has to beat, on the same pairs as the validation lines.
+    let (sdr, ssnr, pesq) = scores(&valid_pairs, <[f32]>::to_vec)?;
+    eprintln!("validation input: SI-SDR {sdr:.2} dB, SSNR {ssnr:.2} dB, PESQ {pesq:.3}");
     write_atomically(&a.run_dir.join("config.toml"), a.to_toml().as_bytes()).with_context(
         || {
             format!(
@@ -239,7 +259,7 @@ fn run_loop(
     mut adam: Adam,
     mut best: f64,
     source: Source,
-    valid_pairs: Vec<wavecrn_metrics::validation::Pair>,
+    valid_pairs: Vec<Pair>,
 ) -> Result<()> {
     let crop = ((a.seconds * cfg.sample_rate as f64) as usize).div_ceil(cfg.stride) * cfg.stride;
     let mixing = Mixing {
@@ -270,7 +290,11 @@ fn run_loop(
         let device = net.vs.device();
         let shape = [a.batch as i64, 1, crop as i64];
         let x = Tensor::from_slice(&b.noisy).view(shape).to_device(device);
-        let y = Tensor::from_slice(&b.clean).view(shape).to_device(device);
+        let mut y = Tensor::from_slice(&b.clean).view(shape).to_device(device);
+        let pass_through = identity_share(&a, adam.step);
+        if pass_through > 0.0 {
+            y = &y + (&x - &y) * pass_through;
+        }
         // Masks depend only on the seed and the step, so a resumed run draws the same ones.
         tch::manual_seed((a.seed ^ (adam.step + 1).wrapping_mul(0x9E37_79B9)) as i64);
         let (_, loss) = net.train_step(&x, &y, a.rnn_dropout);

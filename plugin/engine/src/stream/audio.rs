@@ -1,7 +1,8 @@
 //! The audio thread's half of a stream. It copies the host's block into the input ring, takes
 //! the processed audio that is due out of the output ring, and delays the dry signal to match.
-//! Nothing here allocates, locks, waits (unless asked to, for offline renders) or makes a
-//! system call: every buffer is sized when the stream is made.
+//! An inline stream also runs the worker's chain itself, between the two. Nothing here
+//! allocates, locks, waits (unless asked to, for offline renders) or makes a system call:
+//! every buffer is sized when the stream is made, and an inline chain is warmed up then.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +10,16 @@ use std::sync::Arc;
 use ringbuf::traits::{Consumer, Observer, Producer};
 use ringbuf::{HeapCons, HeapProd};
 
-use super::Shared;
+use super::{Shared, WorkerSide};
+
+/// How an audio side is dimensioned.
+pub(super) struct Sizes {
+    pub channels: usize,
+    pub max_block: usize,
+    pub latency: usize,
+    /// Frames over which the processed signal fades in and out when the worker falls behind.
+    pub fade: usize,
+}
 
 /// The audio thread's end of one stream.
 pub struct AudioSide {
@@ -40,6 +50,8 @@ pub struct AudioSide {
     interleaved: Vec<f32>,
     dry: Vec<Vec<f32>>,
     wet: Vec<Vec<f32>>,
+    /// The chain, for a stream that runs it on this thread.
+    inline: Option<Box<WorkerSide>>,
 }
 
 impl AudioSide {
@@ -47,11 +59,15 @@ impl AudioSide {
         input: HeapProd<f32>,
         output: HeapCons<f32>,
         shared: Arc<Shared>,
-        channels: usize,
-        max_block: usize,
-        latency: usize,
-        fade: usize,
+        sizes: Sizes,
+        inline: Option<Box<WorkerSide>>,
     ) -> Self {
+        let Sizes {
+            channels,
+            max_block,
+            latency,
+            fade,
+        } = sizes;
         Self {
             input,
             output,
@@ -71,6 +87,36 @@ impl AudioSide {
             interleaved: vec![0.0; max_block * channels],
             dry: vec![vec![0.0; max_block]; channels],
             wet: vec![vec![0.0; max_block]; channels],
+            inline,
+        }
+    }
+
+    /// For an inline stream: runs a few of the largest blocks of silence through, so every
+    /// buffer of the chain has grown to what it will ever need, then starts over (in place).
+    pub(super) fn warm_up(&mut self) {
+        if self.inline.is_none() {
+            return;
+        }
+        let silence = vec![0.0f32; self.max_block];
+        let block = vec![&silence[..]; self.channels];
+        for _ in 0..4 {
+            self.process(&block, false);
+        }
+        self.reset();
+        self.process(
+            &block[..].iter().map(|b| &b[..0]).collect::<Vec<_>>(),
+            false,
+        );
+        self.shared.fallbacks.store(0, Ordering::Relaxed);
+    }
+
+    /// Runs an inline chain over whatever input is waiting (and acknowledges a restart). A
+    /// failure counts as a fallback and starts the stream over.
+    fn run_inline(&mut self) {
+        let failed = self.inline.as_mut().is_some_and(|w| w.poll().is_err());
+        if failed {
+            self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+            self.request_restart();
         }
     }
 
@@ -136,6 +182,7 @@ impl AudioSide {
         }
         self.delay_at = (self.delay_at + n) % self.delay[0].len();
 
+        self.run_inline();
         self.check_restart();
         if wait {
             // Offline: wait for the worker to have started over, rather than run dry.
@@ -153,6 +200,7 @@ impl AudioSide {
                 self.request_restart();
             } else {
                 self.input.push_slice(&self.interleaved[..n * ch]);
+                self.run_inline();
             }
         }
         if self.awaiting.is_some() {
@@ -165,7 +213,8 @@ impl AudioSide {
         let gap = self.gap.min(n);
         self.gap -= gap;
         let due = n - gap;
-        if wait && due > 0 {
+        // (An inline chain has already delivered all it can.)
+        if wait && due > 0 && self.inline.is_none() {
             let want = (self.debt + due + self.fade) * ch;
             let started = std::time::Instant::now();
             while self.output.occupied_len() < want
@@ -195,12 +244,10 @@ impl AudioSide {
         for i in 0..take {
             // Fade out over the last `fade` frames the worker has delivered, so running dry
             // never clicks; fade back in once it is ahead again.
-            let target = if available - i > self.fade { 1.0 } else { 0.0 };
-            self.presence = if target > self.presence {
-                (self.presence + step).min(1.0)
-            } else {
-                (self.presence - step).max(0.0)
-            };
+            // (Inline, the chain delivers exactly what is due: nothing to anticipate.)
+            let ahead = self.inline.is_some() || available - i > self.fade;
+            let target = if ahead { 1.0 } else { 0.0 };
+            self.presence = step_toward(self.presence, target, step);
             let at = gap + i;
             for c in 0..ch {
                 let d = self.dry[c][at];
@@ -245,5 +292,14 @@ impl AudioSide {
     /// How often the output fell back to the dry signal because the worker was late.
     pub fn fallbacks(&self) -> u64 {
         self.shared.fallbacks.load(Ordering::Relaxed)
+    }
+}
+
+/// `value` moved `step` toward `target`, stopping there: a linear fade one frame at a time.
+pub fn step_toward(value: f32, target: f32, step: f32) -> f32 {
+    if value < target {
+        (value + step).min(target)
+    } else {
+        (value - step).max(target)
     }
 }

@@ -144,13 +144,13 @@ impl CausalStage {
             state: vec![vec![0.0; channels * hidden]; layers.len()],
             layers,
             channels,
-            pending: vec![],
-            tail: vec![],
+            pending: vec![Vec::new(); channels],
+            tail: vec![Vec::new(); channels],
             frames_done: 0,
             scratch: Scratch::default(),
             config,
         };
-        stage.reset();
+        stage.start_over();
         Ok(stage)
     }
 
@@ -159,12 +159,14 @@ impl CausalStage {
         &self.config
     }
 
-    /// Back to the start of a stream: silence before it, zero state.
-    pub fn reset(&mut self) {
+    /// Silence before the stream, zero state; buffers keep their capacity.
+    fn start_over(&mut self) {
         let hop = self.config.stride;
         // The encoder pads the signal's start with one hop of zeros.
-        self.pending = vec![vec![0.0; hop]; self.channels];
-        self.tail = vec![vec![0.0; hop]; self.channels];
+        for v in self.pending.iter_mut().chain(&mut self.tail) {
+            v.clear();
+            v.resize(hop, 0.0);
+        }
         for s in &mut self.state {
             s.fill(0.0);
         }
@@ -299,6 +301,10 @@ impl CausalStage {
 impl ModelStage for CausalStage {
     fn lag(&self) -> usize {
         self.config.kernel
+    }
+
+    fn reset(&mut self) {
+        self.start_over();
     }
 
     fn process(&mut self, input: &[Vec<f32>], output: &mut [Vec<f32>]) -> Result<()> {

@@ -14,6 +14,10 @@
 //! sample, the largest host block, a fade and a margin for the worker's own time. When the
 //! worker is later than that anyway, the audio side hands out the delayed dry signal (faded)
 //! and drops the processed frames it missed when they come.
+//!
+//! The Low latency preset runs the same chain on the audio thread instead ("inline"): the
+//! causal model costs a bounded, small amount per hop, allocates nothing once warmed up, and
+//! its latency is then only the chain's own (no host block, no margin), under 10 ms at 48 kHz.
 
 mod audio;
 mod causal;
@@ -28,10 +32,11 @@ use std::time::Duration;
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
 
-pub use audio::AudioSide;
+pub use audio::{step_toward, AudioSide};
 pub use causal::CausalStage;
 pub use stage::{ModelStage, Window, WindowStage};
-pub use worker::{StageFactory, WorkerSide};
+use worker::ChainSpec;
+pub use worker::WorkerSide;
 
 use crate::error::{Error, Result};
 use crate::model::{LoadOptions, Model};
@@ -69,20 +74,12 @@ impl Preset {
         }
     }
 
-    /// Whether the stream converts rates with the short low-latency converters. The windowed
-    /// presets, whose latency is in the hundreds of milliseconds anyway, use the same FFT
-    /// converters as the file path, so they come out as close to it as their windows allow.
-    fn live(self) -> bool {
+    /// Whether the chain runs on the audio thread, hop by hop with the short low-latency
+    /// converters. The windowed presets, whose latency is in the hundreds of milliseconds
+    /// anyway, run on the worker thread with the same FFT converters as the file path, so
+    /// they come out as close to it as their windows allow.
+    pub fn inline(self) -> bool {
         self.window().is_none()
-    }
-
-    /// Time the worker is given, beyond the model's own lag, to finish a piece: half a
-    /// chunk for the windowed presets, a few milliseconds hop by hop.
-    fn margin_seconds(self) -> f64 {
-        match self.window() {
-            Some(w) => w.chunk as f64 / 16_000.0 / 2.0,
-            None => 0.0025,
-        }
     }
 }
 
@@ -93,8 +90,6 @@ pub struct StreamModels {
     pub bidirectional: Arc<Model>,
     /// The causal model's ONNX bytes (Low latency).
     pub causal: Arc<[u8]>,
-    /// The causal stage's lag, read once here rather than on every latency query.
-    causal_lag: usize,
 }
 
 impl StreamModels {
@@ -106,40 +101,32 @@ impl StreamModels {
                 "the Quality model must be bidirectional".into(),
             ));
         }
-        let causal_lag = CausalStage::from_onnx(causal, 1)?.lag();
+        CausalStage::from_onnx(causal, 1)?;
         Ok(Self {
             bidirectional: Arc::new(bi),
             causal: causal.into(),
-            causal_lag,
         })
     }
 
-    fn stage_factory(&self, preset: Preset, channels: usize) -> StageFactory {
-        match preset.window() {
-            Some(window) => {
-                let model = self.bidirectional.clone();
-                Box::new(move || {
-                    Ok(
-                        Box::new(WindowStage::new((*model).clone(), window, channels))
-                            as Box<dyn ModelStage>,
-                    )
-                })
-            }
-            None => {
-                let bytes = self.causal.clone();
-                Box::new(move || {
-                    Ok(Box::new(CausalStage::from_onnx(&bytes, channels)?) as Box<dyn ModelStage>)
-                })
-            }
-        }
+    fn stage(&self, preset: Preset, channels: usize) -> Result<Box<dyn ModelStage>> {
+        Ok(match preset.window() {
+            Some(window) => Box::new(WindowStage::new(
+                (*self.bidirectional).clone(),
+                window,
+                channels,
+            )),
+            None => Box::new(CausalStage::from_onnx(&self.causal, channels)?),
+        })
     }
 
-    /// How long a sample may wait inside the model stage of `preset`, in model samples.
-    fn lag(&self, preset: Preset) -> usize {
-        match preset.window() {
-            Some(w) => w.chunk + w.lookahead,
-            None => self.causal_lag,
-        }
+    fn chain(&self, preset: Preset, host_rate: f64, channels: usize) -> Result<ChainSpec> {
+        Ok(ChainSpec {
+            host_rate,
+            model_rate: self.bidirectional.config().sample_rate as f64,
+            channels,
+            live: preset.inline(),
+            inline: preset.inline(),
+        })
     }
 }
 
@@ -154,26 +141,21 @@ struct Shared {
     busy_nanos: AtomicU64,
 }
 
-/// Makes a stream: its audio side (for the audio thread) and its worker side.
+/// Makes a stream: its audio side (for the audio thread) and, for presets that do not run
+/// inline, its worker side (for a worker thread, see [`WorkerThread`]).
 ///
-/// `max_block` is the largest block the host will send; it is part of the latency, as the
-/// worker can only start on a block once the host has handed it over.
+/// `max_block` is the largest block the host will send; for a worker, it is part of the
+/// latency, as the worker can only start on a block once the host has handed it over.
 pub fn stream(
     models: &StreamModels,
     preset: Preset,
     host_rate: f64,
     channels: usize,
     max_block: usize,
-) -> Result<(AudioSide, WorkerSide)> {
-    if !(8_000.0..=384_000.0).contains(&host_rate) {
-        return Err(Error::Input(format!(
-            "cannot stream at {host_rate} Hz (8 kHz to 384 kHz)"
-        )));
-    }
+) -> Result<(AudioSide, Option<WorkerSide>)> {
     if channels == 0 || max_block == 0 {
         return Err(Error::Input("a stream needs channels and frames".into()));
     }
-    let model_rate = models.bidirectional.config().sample_rate as f64;
     let latency = latency(models, preset, host_rate, max_block)?;
     let fade = fade_frames(host_rate);
     // Room for everything in flight, and for a worker that is seconds late.
@@ -181,27 +163,30 @@ pub fn stream(
     let (in_prod, in_cons) = HeapRb::<f32>::new(ring).split();
     let (out_prod, out_cons) = HeapRb::<f32>::new(ring).split();
     let shared = Arc::new(Shared::default());
-    let audio = AudioSide::new(
-        in_prod,
-        out_cons,
-        shared.clone(),
-        channels,
-        max_block,
-        latency,
-        fade,
-    );
     let worker = WorkerSide::new(
         in_cons,
         out_prod,
-        shared,
-        models.stage_factory(preset, channels),
-        worker::ChainSpec {
-            host_rate,
-            model_rate,
-            channels,
-            live: preset.live(),
-        },
+        shared.clone(),
+        models.stage(preset, channels)?,
+        models.chain(preset, host_rate, channels)?,
     )?;
+    let (inline, worker) = match preset.inline() {
+        true => (Some(Box::new(worker)), None),
+        false => (None, Some(worker)),
+    };
+    let mut audio = AudioSide::new(
+        in_prod,
+        out_cons,
+        shared,
+        audio::Sizes {
+            channels,
+            max_block,
+            latency,
+            fade,
+        },
+        inline,
+    );
+    audio.warm_up();
     Ok((audio, worker))
 }
 
@@ -217,12 +202,24 @@ pub fn latency(
     host_rate: f64,
     max_block: usize,
 ) -> Result<usize> {
+    if !(8_000.0..=384_000.0).contains(&host_rate) {
+        return Err(Error::Input(format!(
+            "cannot stream at {host_rate} Hz (8 kHz to 384 kHz)"
+        )));
+    }
     let model_rate = models.bidirectional.config().sample_rate as f64;
-    let down = worker::resampler_lateness(host_rate, model_rate, preset.live())? as f64;
-    let up = worker::resampler_lateness(model_rate, host_rate, preset.live())? as f64;
-    let in_model = (models.lag(preset) as f64 + up) * host_rate / model_rate;
+    let Some(window) = preset.window() else {
+        // Inline: the chain's own lateness, measured on the chain itself.
+        let chain = models.chain(preset, host_rate, 1)?;
+        return worker::chain_lateness(models.stage(preset, 1)?, chain);
+    };
+    let down = worker::resampler_lateness(host_rate, model_rate)? as f64;
+    let up = worker::resampler_lateness(model_rate, host_rate)? as f64;
+    let lag = (window.chunk + window.lookahead) as f64;
+    let in_model = (lag + up) * host_rate / model_rate;
     let pipeline = (down + in_model).ceil() as usize + 2;
-    let margin = (preset.margin_seconds() * host_rate).ceil() as usize;
+    // Time the worker is given, beyond the model's own lag, to finish a piece: half a chunk.
+    let margin = (window.chunk as f64 / model_rate / 2.0 * host_rate).ceil() as usize;
     Ok(pipeline + max_block + fade_frames(host_rate) + margin)
 }
 

@@ -13,6 +13,10 @@ pub trait ModelStage: Send {
     /// Takes the next input samples (one slice per channel, equal lengths) and appends every
     /// output sample that is now final to `output` (one vector per channel).
     fn process(&mut self, input: &[Vec<f32>], output: &mut [Vec<f32>]) -> Result<()>;
+
+    /// Back to the start of a stream (silence before it), keeping every buffer's capacity, so
+    /// a stage that runs on the audio thread can start over there.
+    fn reset(&mut self);
 }
 
 /// How a bidirectional model sees a stream: windows of [context | chunk | lookahead], of which
@@ -52,6 +56,14 @@ impl WindowStage {
 impl ModelStage for WindowStage {
     fn lag(&self) -> usize {
         self.window.chunk + self.window.lookahead
+    }
+
+    fn reset(&mut self) {
+        for h in &mut self.history {
+            h.clear();
+        }
+        self.start = 0;
+        self.next = 0;
     }
 
     fn process(&mut self, input: &[Vec<f32>], output: &mut [Vec<f32>]) -> Result<()> {

@@ -14,9 +14,6 @@ use super::Shared;
 use crate::error::Result;
 use crate::resample::StreamResampler;
 
-/// Builds a fresh model stage (at the start, and after every reset).
-pub type StageFactory = Box<dyn Fn() -> Result<Box<dyn ModelStage>> + Send>;
-
 /// What a chain is made for: the rates, the channels, and which converters.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ChainSpec {
@@ -25,6 +22,8 @@ pub(super) struct ChainSpec {
     pub channels: usize,
     /// Low-latency converters (short sinc) rather than the file path's FFT converters.
     pub live: bool,
+    /// Run by the audio thread itself, block by block, rather than by a worker thread.
+    pub inline: bool,
 }
 
 /// Everything between the two rings that has state.
@@ -39,6 +38,8 @@ struct Chain {
     low: Vec<Vec<f32>>,
     /// Smoothed power of the processed and unprocessed low bands, per channel.
     power: Vec<(f32, f32)>,
+    at_model_rate: Vec<Vec<f32>>,
+    denoised: Vec<Vec<f32>>,
 }
 
 /// The worker's end of one stream.
@@ -46,15 +47,12 @@ pub struct WorkerSide {
     input: HeapCons<f32>,
     output: HeapProd<f32>,
     shared: Arc<Shared>,
-    make_stage: StageFactory,
     spec: ChainSpec,
     channels: usize,
     chain: Chain,
     acked: u64,
     frames: Vec<f32>,
     planar: Vec<Vec<f32>>,
-    at_model_rate: Vec<Vec<f32>>,
-    denoised: Vec<Vec<f32>>,
     mixed: Vec<f32>,
     /// Per-sample smoothing of the band powers (about 50 ms).
     smoothing: f32,
@@ -65,24 +63,21 @@ impl WorkerSide {
         input: HeapCons<f32>,
         output: HeapProd<f32>,
         shared: Arc<Shared>,
-        make_stage: StageFactory,
+        stage: Box<dyn ModelStage>,
         spec: ChainSpec,
     ) -> Result<Self> {
-        let chain = Chain::new(&make_stage, spec)?;
+        let chain = Chain::new(stage, spec)?;
         let (channels, host_rate) = (spec.channels, spec.host_rate);
         Ok(Self {
             input,
             output,
             shared,
-            make_stage,
             spec,
             channels,
             chain,
             acked: 0,
             frames: Vec::new(),
             planar: vec![Vec::new(); channels],
-            at_model_rate: vec![Vec::new(); channels],
-            denoised: vec![Vec::new(); channels],
             mixed: Vec::new(),
             smoothing: (-1.0 / (0.05 * host_rate)).exp() as f32,
         })
@@ -92,9 +87,10 @@ impl WorkerSide {
     pub fn poll(&mut self) -> Result<bool> {
         let epoch = self.shared.epoch.load(Ordering::Acquire);
         if epoch != self.acked {
-            // The audio thread has stopped feeding us: drop its old input, start afresh.
+            // The audio thread has stopped feeding us: drop its old input, start afresh (in
+            // place: an inline worker does this on the audio thread).
             self.input.clear();
-            self.chain = Chain::new(&self.make_stage, self.spec)?;
+            self.chain.reset();
             self.acked = epoch;
             self.shared.acked.store(epoch, Ordering::Release);
             return Ok(true);
@@ -111,14 +107,15 @@ impl WorkerSide {
             p.clear();
             p.extend(self.frames.iter().skip(c).step_by(ch));
         }
-        let started = std::time::Instant::now();
-        self.run_chain()?;
-        self.shared
-            .busy_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        // Hand back every frame that all three paths have reached.
+        // Reading the clock is a system call on some machines: not on the audio thread.
+        let started = (!self.spec.inline).then(std::time::Instant::now);
+        let ready = self.chain.run(&self.planar)?;
+        if let Some(started) = started {
+            self.shared
+                .busy_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
         let c = &mut self.chain;
-        let ready = c.wet[0].len().min(c.low[0].len()).min(c.dry[0].len());
         if ready > 0 {
             self.mixed.clear();
             for i in 0..ready {
@@ -129,47 +126,23 @@ impl WorkerSide {
                     );
                 }
             }
-            for v in [&mut c.wet, &mut c.low, &mut c.dry] {
-                for x in v.iter_mut() {
-                    x.drain(..ready);
-                }
-            }
+            c.consume(ready);
             // The audio thread sizes this ring for the worst case; if it is full anyway the
             // audio thread has stopped reading and will reset the stream.
             self.output.push_slice(&self.mixed);
         }
         Ok(true)
     }
-
-    fn run_chain(&mut self) -> Result<()> {
-        let c = &mut self.chain;
-        for (d, p) in c.dry.iter_mut().zip(&self.planar) {
-            d.extend_from_slice(p);
-        }
-        let input: Vec<&[f32]> = self.planar.iter().map(Vec::as_slice).collect();
-        for v in &mut self.at_model_rate {
-            v.clear();
-        }
-        c.down.process(&input, &mut self.at_model_rate)?;
-        for v in &mut self.denoised {
-            v.clear();
-        }
-        c.stage.process(&self.at_model_rate, &mut self.denoised)?;
-        let low_in: Vec<&[f32]> = self.at_model_rate.iter().map(Vec::as_slice).collect();
-        c.up_low.process(&low_in, &mut c.low)?;
-        let wet_in: Vec<&[f32]> = self.denoised.iter().map(Vec::as_slice).collect();
-        c.up_wet.process(&wet_in, &mut c.wet)?;
-        Ok(())
-    }
 }
 
 impl Chain {
-    fn new(make_stage: &StageFactory, spec: ChainSpec) -> Result<Self> {
+    fn new(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Result<Self> {
         let ChainSpec {
             host_rate,
             model_rate,
             channels,
             live,
+            ..
         } = spec;
         let converter = |from, to| {
             if live {
@@ -180,14 +153,65 @@ impl Chain {
         };
         Ok(Self {
             down: converter(host_rate, model_rate)?,
-            stage: make_stage()?,
+            stage,
             up_wet: converter(model_rate, host_rate)?,
             up_low: converter(model_rate, host_rate)?,
             dry: vec![Vec::new(); channels],
             wet: vec![Vec::new(); channels],
             low: vec![Vec::new(); channels],
             power: vec![(0.0, 0.0); channels],
+            at_model_rate: vec![Vec::new(); channels],
+            denoised: vec![Vec::new(); channels],
         })
+    }
+
+    /// Takes host-rate input (one vector per channel) through every path. Returns how many
+    /// frames all three paths (processed low band, unprocessed low band, input) have reached.
+    fn run(&mut self, planar: &[Vec<f32>]) -> Result<usize> {
+        for (d, p) in self.dry.iter_mut().zip(planar) {
+            d.extend_from_slice(p);
+        }
+        for v in self.at_model_rate.iter_mut().chain(&mut self.denoised) {
+            v.clear();
+        }
+        self.down.process(planar, &mut self.at_model_rate)?;
+        self.stage
+            .process(&self.at_model_rate, &mut self.denoised)?;
+        self.up_low.process(&self.at_model_rate, &mut self.low)?;
+        self.up_wet.process(&self.denoised, &mut self.wet)?;
+        Ok(self.wet[0]
+            .len()
+            .min(self.low[0].len())
+            .min(self.dry[0].len()))
+    }
+
+    /// Forgets the first `frames` frames of every path (handed on).
+    fn consume(&mut self, frames: usize) {
+        for v in self
+            .dry
+            .iter_mut()
+            .chain(&mut self.wet)
+            .chain(&mut self.low)
+        {
+            v.drain(..frames);
+        }
+    }
+
+    /// Back to the state it was made in, keeping every buffer's capacity.
+    fn reset(&mut self) {
+        for r in [&mut self.down, &mut self.up_wet, &mut self.up_low] {
+            r.reset();
+        }
+        self.stage.reset();
+        for v in self
+            .dry
+            .iter_mut()
+            .chain(&mut self.wet)
+            .chain(&mut self.low)
+        {
+            v.clear();
+        }
+        self.power.fill((0.0, 0.0));
     }
 
     /// How much of the band above the model's reach to let through at frame `i` of channel
@@ -206,12 +230,8 @@ impl Chain {
 
 /// How late a converter's output comes, in its input samples: the most any output sample has
 /// to wait after the input sample at its own time has gone in, fed one sample at a time.
-pub(super) fn resampler_lateness(from: f64, to: f64, live: bool) -> Result<usize> {
-    let mut r = if live {
-        StreamResampler::low_latency(from, to, 1)?
-    } else {
-        StreamResampler::new(from, to, 1)?
-    };
+pub(super) fn resampler_lateness(from: f64, to: f64) -> Result<usize> {
+    let mut r = StreamResampler::new(from, to, 1)?;
     let ratio = to / from;
     let mut out = vec![Vec::new()];
     let mut worst = 0.0f64;
@@ -227,4 +247,31 @@ pub(super) fn resampler_lateness(from: f64, to: f64, live: bool) -> Result<usize
         produced = now;
     }
     Ok(worst.ceil().max(0.0) as usize)
+}
+
+/// How late a whole chain's output comes, in host frames: the most any output frame has to
+/// wait after the input frame at its own time has gone in, fed one frame at a time for half
+/// a second (every converter's and the stage's cycle repeats well within that). A frame's
+/// release depends only on how many frames have gone in, never on how they were split into
+/// blocks, so this is the lateness for every block size.
+pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Result<usize> {
+    let mut chain = Chain::new(
+        stage,
+        ChainSpec {
+            channels: 1,
+            ..spec
+        },
+    )?;
+    let one = [vec![0.0f32]];
+    let (mut released, mut worst) = (0usize, 0usize);
+    for n in 0..(spec.host_rate / 2.0) as usize {
+        let ready = chain.run(&one)?;
+        if ready > 0 {
+            // Frames released..released + ready came out as input frame n went in.
+            worst = worst.max(n.saturating_sub(released));
+            released += ready;
+            chain.consume(ready);
+        }
+    }
+    Ok(worst)
 }
