@@ -83,6 +83,9 @@ pub struct RunArgs {
     /// (0: L1 alone, the paper's recipe).
     #[arg(long, default_value_t = 0.0)]
     pub stft_loss: f64,
+    /// Weight of a negative SI-SDR (dB) loss term added to the waveform L1 (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub si_sdr_loss: f64,
     /// Dropout on each SRU layer's input (the reference recipe's rnn_dropout).
     #[arg(long, default_value_t = 0.1)]
     pub rnn_dropout: f64,
@@ -140,6 +143,9 @@ impl RunArgs {
         }
         if self.stft_loss.is_nan() || self.stft_loss < 0.0 {
             bail!("--stft-loss is a weight, 0 or more");
+        }
+        if self.si_sdr_loss.is_nan() || self.si_sdr_loss < 0.0 {
+            bail!("--si-sdr-loss is a weight, 0 or more");
         }
         if !(0.0..=1.0).contains(&self.clip) {
             bail!("--clip is a share, from 0 to 1");

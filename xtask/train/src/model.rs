@@ -19,7 +19,7 @@ use crate::recurrence::{self, Params, Shape};
 pub struct Net {
     pub config: ModelConfig,
     /// Weight of the multi-resolution STFT loss term (0: the paper's plain L1).
-    pub stft_weight: f64,
+    pub loss: crate::loss::Weights,
     pub vs: nn::VarStore,
     params: BTreeMap<String, Tensor>,
 }
@@ -71,7 +71,7 @@ impl Net {
         }
         Self {
             config,
-            stft_weight: 0.0,
+            loss: crate::loss::Weights::default(),
             vs,
             params,
         }
@@ -234,7 +234,7 @@ impl Net {
             return (output, None);
         };
 
-        let loss = crate::loss::loss(&output, target, self.stft_weight);
+        let loss = crate::loss::loss(&output, target, self.loss);
         loss.backward();
         for (layer, tape) in tapes.iter().enumerate().rev() {
             let name = |s: &str| format!("sru.rnn_lst.{layer}.{s}");

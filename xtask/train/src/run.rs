@@ -188,7 +188,10 @@ pub fn train(a: RunArgs) -> Result<()> {
     };
 
     let mut net = Net::zeros(cfg.clone(), device);
-    net.stft_weight = a.stft_loss;
+    net.loss = crate::loss::Weights {
+        stft: a.stft_loss,
+        si_sdr: a.si_sdr_loss,
+    };
     let mut adam = Adam::new(a.lr);
     let mut best = f64::NEG_INFINITY;
     if a.resume && checkpoint.exists() {
