@@ -3,8 +3,11 @@
 //! Reduction 0 % giving the delayed input bit for bit, parameters through saved state, and
 //! real noisy speech coming out cleaner.
 //!
-//! It needs the bundle: `cargo xtask bundle wavecrn --release` (which `cargo xtask test` runs
-//! first). Without it the test says so and skips, unless `WAVECRN_REQUIRE_BUNDLE` is set.
+//! It needs the bundle. `cargo xtask test` builds it first in the `checked` profile with
+//! nice-plug's `assert_process_allocs`, so any allocation inside `process()` aborts the test
+//! (`cargo xtask bundle wavecrn --profile checked --features assert_process_allocs`); a plain
+//! `--release` bundle works too, without that check. Without a bundle the test says so and
+//! skips, unless `WAVECRN_REQUIRE_BUNDLE` is set.
 
 use std::collections::HashMap;
 use std::ffi::CString;

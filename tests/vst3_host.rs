@@ -5,8 +5,9 @@
 //! comes in, parameters through saved state (`getState`/`setState`), and real noisy speech
 //! coming out cleaner.
 //!
-//! Like the CLAP test it needs the bundle (`cargo xtask bundle wavecrn --release`) and skips
-//! with a message without it, unless `WAVECRN_REQUIRE_BUNDLE` is set.
+//! Like the CLAP test it needs the bundle (built by `cargo xtask test` with the audio-thread
+//! allocation check, see `clap_host.rs`) and skips with a message without it, unless
+//! `WAVECRN_REQUIRE_BUNDLE` is set.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

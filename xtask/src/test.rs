@@ -3,8 +3,8 @@
 //! Installs what the tests need and nothing else does: a Python venv with onnx and
 //! onnxruntime (pinned in tests/python/requirements.txt), the slim LibTorch the trainer
 //! builds against (`cargo xtask libtorch`), and the ALSA and JACK headers the standalone app
-//! builds against. Builds the plugin bundles (the CLAP host test loads them) and the
-//! standalone app, then runs every test of the workspace in release mode (the reference cases
+//! builds against. Builds the plugin bundles (the CLAP and VST3 host tests load them) and the
+//! standalone app with nice-plug's allocation check on the audio thread, then runs every test of the workspace in release mode (the reference cases
 //! are slow unoptimised).
 
 use std::path::{Path, PathBuf};
@@ -100,10 +100,20 @@ pub fn run(args: Args) -> Result<()> {
     crate::libtorch::ensure(&root, false)?;
     audio_headers()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // One build gives the CLAP and VST3 bundles and the standalone app.
+    // One build gives the CLAP and VST3 bundles and the standalone app, in the `checked`
+    // profile: release code that aborts on any allocation inside process(), so the host tests
+    // prove the audio thread never allocates.
     nice_plug_xtask::main_with_args(
         "cargo xtask",
-        ["bundle", "wavecrn", "--release", "--features", "standalone"].map(String::from),
+        [
+            "bundle",
+            "wavecrn",
+            "--profile",
+            "checked",
+            "--features",
+            "standalone,assert_process_allocs",
+        ]
+        .map(String::from),
     )?;
     status(
         Command::new(cargo)
