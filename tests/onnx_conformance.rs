@@ -1,11 +1,11 @@
-//! Exported files are standard ONNX: `onnx.checker` accepts them and onnxruntime reproduces
-//! the PyTorch reference with them. Runs the Python checker in the test venv that
+//! Exported files are standard ONNX, with float32 or float16 weights: `onnx.checker` accepts
+//! them and onnxruntime reproduces the PyTorch reference with them. Runs the Python checker in the test venv that
 //! `cargo xtask test` sets up.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::onnx_export::{store_weights_as_f16, to_onnx_bytes, ModelInfo};
 use wavecrn_engine::Weights;
 use wavecrn_tests::{fixture, repo_root, shared};
 
@@ -42,15 +42,19 @@ fn exported_models_pass_onnx_checker_and_onnxruntime() {
     cases.extend(shared("reference/paper_bidir.safetensors"));
     let mut args = vec![repo_root().join("tests/python/check_onnx.py")];
     for reference in cases {
-        let onnx = dir
-            .join(reference.file_stem().unwrap())
-            .with_extension("onnx");
-        std::fs::write(
-            &onnx,
-            to_onnx_bytes(&Weights::read(&reference).unwrap(), &ModelInfo::default()),
-        )
-        .unwrap();
-        args.extend([onnx, reference]);
+        let stem = reference
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let bytes = to_onnx_bytes(&Weights::read(&reference).unwrap(), &ModelInfo::default());
+        // Each also with its weights stored as float16.
+        let half = store_weights_as_f16(&bytes).unwrap();
+        for (name, bytes) in [(stem.clone(), bytes), (format!("{stem}-f16"), half)] {
+            let onnx = dir.join(name).with_extension("onnx");
+            std::fs::write(&onnx, bytes).unwrap();
+            args.extend([onnx, reference.clone()]);
+        }
     }
     let out = Command::new(&python).args(&args).output().unwrap();
     let text =

@@ -165,3 +165,31 @@ fn gpu_output_matches_reference() {
         );
     }
 }
+
+/// Weights stored as float16 (`cargo xtask export --f16`) load into the same fused graph and
+/// give the float32 file's output to float16 precision.
+#[test]
+fn float16_weights_run_the_same_graph() {
+    let weights = Weights::read(fixture("reference/small_bidir.safetensors")).unwrap();
+    let f32_bytes = to_onnx_bytes(&weights, &ModelInfo::default());
+    let f16_bytes = wavecrn_engine::onnx_export::store_weights_as_f16(&f32_bytes).unwrap();
+    assert!(
+        f16_bytes.len() * 10 < f32_bytes.len() * 6,
+        "about half the size"
+    );
+    let full = Model::from_bytes(&f32_bytes, &LoadOptions::default()).unwrap();
+    let half = Model::from_bytes(&f16_bytes, &LoadOptions::default()).unwrap();
+    assert_eq!(full.operators(), half.operators(), "the casts fold away");
+    let x: Vec<f32> = (0..4800)
+        .map(|i| (i as f32 * 0.031).sin() * 0.3 + (i as f32 * 0.0071).cos() * 0.1)
+        .collect();
+    let (a, b) = (full.denoise(&x, 1).unwrap(), half.denoise(&x, 1).unwrap());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f32::max);
+    let peak = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    eprintln!("float16 weights: worst difference {worst:.2e} (output peak {peak:.2})");
+    assert!(worst > 0.0 && worst < 1e-2 * peak.max(0.1), "{worst}");
+}

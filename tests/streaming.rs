@@ -356,3 +356,15 @@ fn causal_stage_matches_the_shipped_causal_model() {
         assert!(snr > 60.0, "channel {c}: {snr:.1} dB");
     }
 }
+
+#[test]
+fn the_causal_stage_reads_float16_weights() {
+    let bytes = wavecrn_engine::onnx_export::store_weights_as_f16(&onnx("small_causal")).unwrap();
+    let model = Model::from_bytes(&bytes, &LoadOptions::default()).unwrap();
+    let x = vec![signal(16_000, 16_000.0, 9)];
+    let whole = model.denoise(&x[0], 1).unwrap();
+    let mut stage = CausalStage::from_onnx(&bytes, 1).unwrap();
+    let out = feed(&mut stage, &x);
+    let snr = snr_db(&whole[..out[0].len()], &out[0]);
+    assert!(snr > 80.0, "{snr:.1} dB");
+}

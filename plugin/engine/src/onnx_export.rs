@@ -219,6 +219,67 @@ pub fn to_onnx_bytes(weights: &Weights, info: &ModelInfo) -> Vec<u8> {
     to_onnx(weights, info).encode_to_vec()
 }
 
+/// Suffix of a weight stored as float16: the graph casts `NAME` + this back to float32 `NAME`.
+pub const HALF_SUFFIX: &str = ":f16";
+
+/// Rewrites an ONNX model (bytes) to store its float32 weights as float16, half the size:
+/// each top-level float initializer `W` becomes a float16 initializer `W:f16` and a `Cast`
+/// node at the head of the graph gives `W` back as float32, so the rest of the graph, and
+/// what it computes, stay float32. A runtime folds the casts away when it loads the file.
+pub fn store_weights_as_f16(bytes: &[u8]) -> crate::error::Result<Vec<u8>> {
+    let mut model = pb::ModelProto::decode(bytes)
+        .map_err(|e| crate::error::Error::Model(format!("not an ONNX file ({e})")))?;
+    let graph = model
+        .graph
+        .as_mut()
+        .ok_or_else(|| crate::error::Error::Model("no graph".into()))?;
+    let mut casts = Vec::new();
+    for t in &mut graph.initializer {
+        if t.data_type != DataType::Float as i32 {
+            continue;
+        }
+        let values = float_values(t);
+        let name = std::mem::take(&mut t.name);
+        t.name = format!("{name}{HALF_SUFFIX}");
+        t.data_type = DataType::Float16 as i32;
+        t.float_data.clear();
+        t.raw_data = values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        casts.push(pb::NodeProto {
+            input: vec![t.name.clone()],
+            output: vec![name.clone()],
+            name: format!("{name}.cast"),
+            op_type: "Cast".into(),
+            attribute: vec![int("to", DataType::Float as i64)],
+            ..Default::default()
+        });
+    }
+    casts.append(&mut graph.node);
+    graph.node = casts;
+    Ok(model.encode_to_vec())
+}
+
+/// The values of a float32 or float16 initializer as float32 (raw or typed storage).
+pub fn float_values(t: &pb::TensorProto) -> Vec<f32> {
+    if t.data_type == DataType::Float16 as i32 {
+        return t
+            .raw_data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect();
+    }
+    if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct GraphBuilder {
     nodes: Vec<pb::NodeProto>,

@@ -10,7 +10,7 @@ use tract_onnx::pb;
 use super::stage::ModelStage;
 use crate::config::{MaskKind, ModelConfig};
 use crate::error::{Error, Result};
-use crate::onnx_export::META_CONFIG;
+use crate::onnx_export::{float_values, HALF_SUFFIX, META_CONFIG};
 use crate::sru::kernel::{Kernel, Layout, Recurrence, Seq};
 
 struct Layer {
@@ -85,18 +85,15 @@ impl CausalStage {
         }
         let graph = proto.graph.ok_or_else(|| bad("no graph".into()))?;
         let mut tensors: HashMap<String, Vec<f32>> = HashMap::new();
-        for t in graph.initializer {
-            if t.data_type == pb::tensor_proto::DataType::Float as i32 {
-                let data = if t.raw_data.is_empty() {
-                    t.float_data
-                } else {
-                    t.raw_data
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect()
-                };
-                tensors.insert(t.name, data);
-            }
+        for t in &graph.initializer {
+            use pb::tensor_proto::DataType;
+            // Weights stored as float16 (see `store_weights_as_f16`) under a suffixed name.
+            let name = match t.name.strip_suffix(HALF_SUFFIX) {
+                Some(base) if t.data_type == DataType::Float16 as i32 => base,
+                _ if t.data_type == DataType::Float as i32 => &t.name,
+                _ => continue,
+            };
+            tensors.insert(name.to_string(), float_values(t));
         }
         let mut take = |name: &str, len: usize| -> Result<Vec<f32>> {
             let t = tensors
