@@ -22,10 +22,10 @@ pub struct Weights {
 pub fn loss(output: &Tensor, target: &Tensor, w: Weights) -> Tensor {
     let mut total = (output - target).abs().mean(Kind::Float);
     if w.stft != 0.0 {
-        total = total + multi_resolution_stft(output, target) * w.stft;
+        total += multi_resolution_stft(output, target) * w.stft;
     }
     if w.si_sdr != 0.0 {
-        total = total - si_sdr_db(output, target).mean(Kind::Float) * w.si_sdr;
+        total -= si_sdr_db(output, target).mean(Kind::Float) * w.si_sdr;
     }
     total
 }
