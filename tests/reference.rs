@@ -1,12 +1,14 @@
 //! The engine reproduces the original PyTorch WaveCRN: output and every intermediate of the
-//! reference vectors within 1e-4, for tract's plain Scan and for every fused kernel.
+//! reference vectors within 1e-4, for tract's plain Scan and for every fused kernel. And the
+//! GPU speed baseline (`tests/python/sru_baseline.py`, the original network on PyTorch + sru)
+//! reproduces the same vectors, where a Python with torch and sru is named.
 
 use std::path::Path;
 
 use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::sru::Kernel;
 use wavecrn_engine::{LoadOptions, Model, RecurrencePath, TensorFile, Weights};
-use wavecrn_tests::{fixture, shared};
+use wavecrn_tests::{fixture, repo_root, shared};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -192,4 +194,43 @@ fn float16_weights_run_the_same_graph() {
     let peak = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     eprintln!("float16 weights: worst difference {worst:.2e} (output peak {peak:.2})");
     assert!(worst > 0.0 && worst < 1e-2 * peak.max(0.1), "{worst}");
+}
+
+/// The PyTorch + sru baseline that `cargo xtask gpu-check --baseline` times is the same
+/// network as the reference: it gives every case's output to 1e-4 on the CPU. Needs a Python
+/// with torch and sru 2.3.5 in `WAVECRN_TORCH_PYTHON` (torch's wheel is gigabytes, so the
+/// test setup does not install it); skips with a message without one.
+#[test]
+fn the_pytorch_sru_baseline_is_the_reference_network() {
+    let Some(python) = std::env::var_os("WAVECRN_TORCH_PYTHON") else {
+        eprintln!("SKIPPED: set WAVECRN_TORCH_PYTHON to a Python with torch and sru==2.3.5");
+        return;
+    };
+    let mut cases = vec![
+        fixture("reference/small_bidir.safetensors"),
+        fixture("reference/small_causal.safetensors"),
+    ];
+    cases.extend(shared("reference/paper_bidir.safetensors"));
+    let out = std::process::Command::new(python)
+        .arg(repo_root().join("tests/python/sru_baseline.py"))
+        .args([
+            "--device",
+            "cpu",
+            "--batch",
+            "1",
+            "--seconds",
+            "1",
+            "--runs",
+            "1",
+        ])
+        .arg("--check")
+        .args(&cases)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches(": ok").count(), cases.len(), "{text}");
+    assert!(text.contains("baseline-rtf: "));
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask gpu-check`: on a machine with an NVIDIA GPU, checks that the CUDA path gives
 //! the reference outputs and measures its speed. Built here, it can be carried to a lent GPU
-//! machine as one binary with the reference files beside it.
+//! machine as one binary with the reference files beside it. With `--baseline PYTHON` (a
+//! Python with torch and sru 2.3.5) it also runs the original PyTorch + sru network
+//! (`tests/python/sru_baseline.py`) on the same cases and batch, and prints the ratio.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,6 +28,9 @@ pub struct Args {
     /// Timed runs (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// A Python with torch and sru: also measure the original PyTorch + sru network.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 const TOLERANCE: f32 = 1e-4;
@@ -98,8 +103,40 @@ pub fn run(args: Args) -> Result<()> {
         audio_s / took
     );
     println!("gpu-rtf: {:.6}", took / audio_s);
+    if let Some(python) = &args.baseline {
+        let baseline = run_baseline(python, &args, &root)?;
+        println!(
+            "the engine on CUDA is {:.2}x the speed of PyTorch + sru on the same GPU",
+            baseline / (took / audio_s)
+        );
+    }
     if failed > 0 {
         bail!("{failed} reference case(s) differ on CUDA");
     }
     Ok(())
+}
+
+/// Runs the PyTorch + sru baseline on CUDA (reference check, then speed); returns its
+/// real-time factor.
+fn run_baseline(python: &std::path::Path, args: &Args, root: &std::path::Path) -> Result<f64> {
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/python/sru_baseline.py"))
+        .args(["--device", "cuda"])
+        .args(["--batch", &args.batch.to_string()])
+        .args(["--seconds", &args.seconds.to_string()])
+        .args(["--runs", &args.runs.to_string()])
+        .arg("--check")
+        .args(args.cases.iter().map(|c| root.join(c)))
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    print!("{text}");
+    if !out.status.success() {
+        bail!("the PyTorch + sru baseline failed");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("baseline-rtf: "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("the baseline printed no real-time factor")
 }
