@@ -464,6 +464,32 @@ fn time_recurrence(
 mod tests {
     use super::*;
 
+    fn run_args(extra: &[&str]) -> RunArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let base = ["train", "--speech", "s", "--noise", "n", "--run-dir", "r"];
+        <Cli as clap::Parser>::parse_from(base.iter().chain(extra)).run
+    }
+
+    /// The target starts as the noisy input and reaches the clean speech after
+    /// `--identity-steps`; without the option, and for restoration, it is clean throughout.
+    #[test]
+    fn the_identity_curriculum_fades_linearly() {
+        let a = run_args(&["--identity-steps", "100"]);
+        for (step, share) in [(0, 1.0), (50, 0.5), (99, 0.01), (100, 0.0), (5000, 0.0)] {
+            assert!(
+                (identity_share(&a, step) - share).abs() < 1e-12,
+                "step {step}"
+            );
+        }
+        assert_eq!(identity_share(&run_args(&[]), 0), 0.0);
+        let restore = run_args(&["--identity-steps", "100", "--task", "restore"]);
+        assert_eq!(identity_share(&restore, 0), 0.0);
+    }
+
     /// `auto` takes the GPU exactly when there is one; `cuda` without one says what to do.
     #[test]
     fn device_choices_follow_what_libtorch_sees() {
