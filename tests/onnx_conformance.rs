@@ -7,7 +7,7 @@ use std::process::Command;
 
 use wavecrn_engine::onnx_export::{store_weights_as_f16, to_onnx_bytes, ModelInfo};
 use wavecrn_engine::Weights;
-use wavecrn_tests::{fixture, repo_root, shared};
+use wavecrn_tests::{reference_cases, repo_root};
 
 /// The venv's Python, or `None` (with a message) where it is not set up. `cargo xtask test`
 /// sets it up and sets WAVECRN_REQUIRE_ONNX_CHECK, so there a missing venv fails.
@@ -35,11 +35,7 @@ fn exported_models_pass_onnx_checker_and_onnxruntime() {
     let Some(python) = python() else { return };
     let dir = std::env::temp_dir().join(format!("wavecrn-onnx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cases = vec![
-        fixture("reference/small_bidir.safetensors"),
-        fixture("reference/small_causal.safetensors"),
-    ];
-    cases.extend(shared("reference/paper_bidir.safetensors"));
+    let cases = reference_cases();
     let mut args = vec![repo_root().join("tests/python/check_onnx.py")];
     for reference in cases {
         let stem = reference

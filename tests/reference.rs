@@ -8,7 +8,7 @@ use std::path::Path;
 use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::sru::Kernel;
 use wavecrn_engine::{LoadOptions, Model, RecurrencePath, TensorFile, Weights};
-use wavecrn_tests::{fixture, repo_root, shared};
+use wavecrn_tests::{fixture, reference_cases, repo_root, shared};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -135,11 +135,7 @@ fn gpu_output_matches_reference() {
         eprintln!("skipped: {why}");
         return;
     }
-    let mut cases = vec![
-        fixture("reference/small_bidir.safetensors"),
-        fixture("reference/small_causal.safetensors"),
-    ];
-    cases.extend(shared("reference/paper_bidir.safetensors"));
+    let cases = reference_cases();
     for path in cases {
         let file = TensorFile::read(&path).unwrap();
         let onnx = to_onnx_bytes(&Weights::read(&path).unwrap(), &ModelInfo::default());
@@ -206,11 +202,7 @@ fn the_pytorch_sru_baseline_is_the_reference_network() {
         eprintln!("SKIPPED: set WAVECRN_TORCH_PYTHON to a Python with torch and sru==2.3.5");
         return;
     };
-    let mut cases = vec![
-        fixture("reference/small_bidir.safetensors"),
-        fixture("reference/small_causal.safetensors"),
-    ];
-    cases.extend(shared("reference/paper_bidir.safetensors"));
+    let cases = reference_cases();
     let out = std::process::Command::new(python)
         .arg(repo_root().join("tests/python/sru_baseline.py"))
         .args([

@@ -32,3 +32,14 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// The reference cases from the original PyTorch code: the two small ones (fixtures) and the
+/// paper configuration (from the shared folder, where it is there).
+pub fn reference_cases() -> Vec<PathBuf> {
+    let mut cases = vec![
+        fixture("reference/small_bidir.safetensors"),
+        fixture("reference/small_causal.safetensors"),
+    ];
+    cases.extend(shared("reference/paper_bidir.safetensors"));
+    cases
+}
