@@ -103,10 +103,8 @@ impl AudioSide {
             self.process(&block, false);
         }
         self.reset();
-        self.process(
-            &block[..].iter().map(|b| &b[..0]).collect::<Vec<_>>(),
-            false,
-        );
+        // An empty block: the chain starts over now rather than in the host's first block.
+        self.process(&vec![&silence[..0]; self.channels], false);
         self.shared.fallbacks.store(0, Ordering::Relaxed);
     }
 
