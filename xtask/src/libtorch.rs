@@ -63,6 +63,7 @@ pub fn ensure(root: &Path, force: bool) -> Result<PathBuf> {
             "pip",
             "download",
             "-q",
+            "--no-cache-dir",
             "--disable-pip-version-check",
             "--no-deps",
             "--only-binary=:all:",

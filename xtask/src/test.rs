@@ -61,6 +61,7 @@ fn python_venv(root: &Path) -> Result<PathBuf> {
                 "pip",
                 "install",
                 "-q",
+                "--no-cache-dir",
                 "--disable-pip-version-check",
                 "-r",
             ])
