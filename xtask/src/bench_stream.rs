@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use wavecrn_cli::pipeline::{audio_files, read_mono};
 use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::stream::{self, ModelStage, Preset, StreamModels, Window, WindowStage};
-use wavecrn_engine::{shipped, LoadOptions, Model};
+use wavecrn_engine::{LoadOptions, Model};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -109,7 +109,15 @@ fn window_reach(a: &Args, model: &Model) -> Result<String> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let models = StreamModels::from_bytes(shipped::DENOISE, shipped::DENOISE_CAUSAL)?;
+    // The files the plugin embeds, read from the tree: xtask carries no models of its own.
+    let read = |name: &str| {
+        let path = crate::root().join("models").join(name);
+        std::fs::read(&path).with_context(|| path.display().to_string())
+    };
+    let models = StreamModels::from_bytes(
+        &read("wavecrn-denoise.onnx")?,
+        &read("wavecrn-denoise-causal.onnx")?,
+    )?;
     let rate = a.rate;
     let input = (0..2)
         .map(|c| noisy_speech(&a, rate, c))

@@ -20,6 +20,10 @@ pub struct Args {
         "../shared/reference/paper_bidir.safetensors",
     ])]
     cases: Vec<PathBuf>,
+    /// The model timed on the batch (the shipped paper-configuration model; read from the tree
+    /// rather than embedded, so that the binary stays small enough to carry).
+    #[arg(long, default_value = "models/wavecrn-denoise.onnx")]
+    model: PathBuf,
     /// Files in the speed batch, each `--seconds` long.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -75,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     // Speed: the shipped paper-configuration model on a batch of files.
-    let gpu = Model::from_bytes(wavecrn_engine::shipped::DENOISE, &on(Device::Cuda))?;
+    let gpu = Model::load_with(root.join(&args.model), &on(Device::Cuda))?;
     let rate = gpu.config().sample_rate as f64;
     let len = (args.seconds * rate) as usize;
     let mut seed = 1u32;

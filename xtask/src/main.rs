@@ -5,6 +5,7 @@ mod bench_stream;
 mod eval;
 mod export;
 mod gpu_check;
+mod gpu_pack;
 mod libtorch;
 mod test;
 mod train;
@@ -44,6 +45,9 @@ enum Command {
     /// On an NVIDIA GPU: check the CUDA path against the reference outputs and measure its
     /// real-time factor on a batch of 64 ten-second files.
     GpuCheck(gpu_check::Args),
+    /// Pack what `gpu-check` needs on a lent GPU machine into gpu-pack/ (the binary, the paper
+    /// reference case, the sru wheels, run.sh), within the device tool's 64 MiB.
+    GpuPack(gpu_pack::Args),
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -60,16 +64,22 @@ fn main() -> anyhow::Result<()> {
         ),
         Command::Eval(args) => eval::run(args),
         Command::GpuCheck(args) => gpu_check::run(args),
+        Command::GpuPack(args) => gpu_pack::run(args),
         Command::Libtorch(args) => libtorch::run(args),
         Command::Train(args) => train::run(args),
         Command::BenchTrain(args) => train::bench(args),
     }
 }
 
-/// The repository root.
+/// The repository root: where this binary was built, or, for a copy carried to another
+/// machine (`gpu-pack`), the current folder.
 pub fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("xtask has a parent")
-        .to_path_buf()
+        .expect("xtask has a parent");
+    if built.join("Cargo.toml").exists() {
+        built.to_path_buf()
+    } else {
+        std::path::PathBuf::from(".")
+    }
 }
