@@ -1,5 +1,6 @@
 //! `cargo xtask gpu-check`: on a machine with an NVIDIA GPU, checks that the CUDA path gives
-//! the reference outputs and measures its speed. Built here, it can be carried to a lent GPU
+//! the reference outputs and measures its speed (`--device cpu` runs the same check on the
+//! CPU engine, which is how the test suite exercises it without a GPU). Built here, it can be carried to a lent GPU
 //! machine as one binary with the reference files beside it. With `--baseline PYTHON` (a
 //! Python with torch and sru 2.3.5) it also runs the original PyTorch + sru network
 //! (`tests/python/sru_baseline.py`) on the same cases and batch, and prints the ratio.
@@ -9,10 +10,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
-use wavecrn_engine::{Device, LoadOptions, Model, TensorFile, Weights};
+use wavecrn_engine::{Device, DeviceChoice, LoadOptions, Model, TensorFile, Weights};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The device under test: cuda (a GPU must be usable), cpu, or auto.
+    #[arg(long, default_value = "cuda")]
+    device: DeviceChoice,
     /// Reference cases (safetensors with weights, `input` and `output`).
     #[arg(long, num_args = 1.., default_values = [
         "tests/fixtures/reference/small_bidir.safetensors",
@@ -54,7 +58,10 @@ fn on(device: Device) -> LoadOptions {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    wavecrn_engine::device::cuda_available()?;
+    let (device, note) = args.device.resolve()?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     let root = crate::root();
     let mut failed = 0;
     for case in &args.cases {
@@ -63,7 +70,7 @@ pub fn run(args: Args) -> Result<()> {
         let onnx = to_onnx_bytes(&Weights::read(&path)?, &ModelInfo::default());
         let input = file.get("input").context("no input tensor")?;
         let batch = input.shape[0];
-        let gpu = Model::from_bytes(&onnx, &on(Device::Cuda))?;
+        let gpu = Model::from_bytes(&onnx, &on(device))?;
         let cpu = Model::from_bytes(&onnx, &on(Device::Cpu))?;
         let (_, g) = gpu.run_raw(&input.data, batch)?.swap_remove(0);
         let (_, c) = cpu.run_raw(&input.data, batch)?.swap_remove(0);
@@ -72,14 +79,14 @@ pub fn run(args: Args) -> Result<()> {
         let ok = vs_ref <= TOLERANCE && vs_cpu <= TOLERANCE;
         failed += usize::from(!ok);
         println!(
-            "{}: CUDA vs reference {vs_ref:.2e}, vs CPU {vs_cpu:.2e}: {}",
+            "{}: {device} vs reference {vs_ref:.2e}, vs CPU {vs_cpu:.2e}: {}",
             case.display(),
             if ok { "ok" } else { "FAILED" }
         );
     }
 
     // Speed: the shipped paper-configuration model on a batch of files.
-    let gpu = Model::load_with(root.join(&args.model), &on(Device::Cuda))?;
+    let gpu = Model::load_with(root.join(&args.model), &on(device))?;
     let rate = gpu.config().sample_rate as f64;
     let len = (args.seconds * rate) as usize;
     let mut seed = 1u32;
@@ -100,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
     let took = times[times.len() / 2];
     let audio_s = args.batch as f64 * args.seconds;
     println!(
-        "paper configuration, batch {} x {} s on CUDA: {took:.3} s, real-time factor {:.5}, {:.0}x real time",
+        "paper configuration, batch {} x {} s on {device}: {took:.3} s, real-time factor {:.5}, {:.0}x real time",
         args.batch,
         args.seconds,
         took / audio_s,
@@ -108,24 +115,29 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!("gpu-rtf: {:.6}", took / audio_s);
     if let Some(python) = &args.baseline {
-        let baseline = run_baseline(python, &args, &root)?;
+        let baseline = run_baseline(python, &args, device, &root)?;
         println!(
-            "the engine on CUDA is {:.2}x the speed of PyTorch + sru on the same GPU",
+            "the engine on {device} is {:.2}x the speed of PyTorch + sru on the same device",
             baseline / (took / audio_s)
         );
     }
     if failed > 0 {
-        bail!("{failed} reference case(s) differ on CUDA");
+        bail!("{failed} reference case(s) differ on {device}");
     }
     Ok(())
 }
 
-/// Runs the PyTorch + sru baseline on CUDA (reference check, then speed); returns its
+/// Runs the PyTorch + sru baseline on `device` (reference check, then speed); returns its
 /// real-time factor.
-fn run_baseline(python: &std::path::Path, args: &Args, root: &std::path::Path) -> Result<f64> {
+fn run_baseline(
+    python: &std::path::Path,
+    args: &Args,
+    device: Device,
+    root: &std::path::Path,
+) -> Result<f64> {
     let out = std::process::Command::new(python)
         .arg(root.join("tests/python/sru_baseline.py"))
-        .args(["--device", "cuda"])
+        .args(["--device", &device.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .args(["--seconds", &args.seconds.to_string()])
         .args(["--runs", &args.runs.to_string()])

@@ -37,10 +37,12 @@ const RUN_SH: &str = r#"#!/usr/bin/env bash
 # Written by `cargo xtask gpu-pack`. On a lent GPU machine, from the repository root:
 #   bash gpu-pack/run.sh          (device tool: carry ["gpu-pack"])
 # Unpacks the xtask binary and the paper reference case, installs the baseline's wheels into a
-# private folder, and runs `xtask gpu-check`; the report also goes to $OUT/gpu-check.txt.
+# private folder, and runs `xtask gpu-check` (with this script's arguments: `--device cpu
+# --batch 2` checks the pack without a GPU); the report also goes to $OUT/gpu-check.txt.
 set -euo pipefail
 pack=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 python=${PYTHON:-python3}
 unxz() {
   if command -v xz >/dev/null; then xz -dc "$1"; else
@@ -57,10 +59,15 @@ if [ -d "$pack/wheels" ]; then
   baseline=(--baseline "$python")
 fi
 report=${OUT:-$work}/gpu-check.txt
-{ ldd --version | head -n 1; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; } 2>&1 | tee "$report" || true
+{
+  ldd --version | sed -n 1p
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  fi
+} 2>&1 | tee "$report"
 "$work/xtask" gpu-check --cases tests/fixtures/reference/small_bidir.safetensors \
   tests/fixtures/reference/small_causal.safetensors "$work/paper_bidir.safetensors" \
-  "${baseline[@]}" 2>&1 | tee -a "$report"
+  "${baseline[@]}" "$@" 2>&1 | tee -a "$report"
 "#;
 
 /// `cmd`, with stdout written to `to`.
