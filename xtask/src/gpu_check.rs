@@ -1,9 +1,9 @@
 //! `cargo xtask gpu-check`: on a machine with an NVIDIA GPU, checks that the CUDA path gives
-//! the reference outputs and measures its speed (`--device cpu` runs the same check on the
-//! CPU engine, which is how the test suite exercises it without a GPU). Built here, it can be carried to a lent GPU
-//! machine as one binary with the reference files beside it. With `--baseline PYTHON` (a
-//! Python with torch and sru 2.3.5) it also runs the original PyTorch + sru network
-//! (`tests/python/sru_baseline.py`) on the same cases and batch, and prints the ratio.
+//! the reference outputs and measures its speed. `--device cpu` runs the same check on the
+//! CPU engine, which is how the test suite exercises it without a GPU. `cargo xtask gpu-pack`
+//! packs it for a lent GPU machine. With `--baseline PYTHON` (a Python with torch and sru
+//! 2.3.5) it also runs the original PyTorch + sru network (`tests/python/sru_baseline.py`) on
+//! the same cases and batch, and prints the ratio.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -70,9 +70,9 @@ pub fn run(args: Args) -> Result<()> {
         let onnx = to_onnx_bytes(&Weights::read(&path)?, &ModelInfo::default());
         let input = file.get("input").context("no input tensor")?;
         let batch = input.shape[0];
-        let gpu = Model::from_bytes(&onnx, &on(device))?;
+        let tested = Model::from_bytes(&onnx, &on(device))?;
         let cpu = Model::from_bytes(&onnx, &on(Device::Cpu))?;
-        let (_, g) = gpu.run_raw(&input.data, batch)?.swap_remove(0);
+        let (_, g) = tested.run_raw(&input.data, batch)?.swap_remove(0);
         let (_, c) = cpu.run_raw(&input.data, batch)?.swap_remove(0);
         let reference = &file.get("output").context("no output tensor")?.data;
         let (vs_ref, vs_cpu) = (max_diff(&g, reference), max_diff(&g, &c));
@@ -86,8 +86,8 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     // Speed: the shipped paper-configuration model on a batch of files.
-    let gpu = Model::load_with(root.join(&args.model), &on(device))?;
-    let rate = gpu.config().sample_rate as f64;
+    let tested = Model::load_with(root.join(&args.model), &on(device))?;
+    let rate = tested.config().sample_rate as f64;
     let len = (args.seconds * rate) as usize;
     let mut seed = 1u32;
     let audio: Vec<f32> = (0..len * args.batch)
@@ -96,11 +96,11 @@ pub fn run(args: Args) -> Result<()> {
             0.1 * ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5) + 0.2 * (i as f32 * 0.03).sin()
         })
         .collect();
-    gpu.denoise(&audio, args.batch)?; // warm-up: kernels compile, memory is allocated
+    tested.denoise(&audio, args.batch)?; // warm-up: kernels compile, memory is allocated
     let mut times = vec![];
     for _ in 0..args.runs.max(1) {
         let t = Instant::now();
-        gpu.denoise(&audio, args.batch)?;
+        tested.denoise(&audio, args.batch)?;
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
