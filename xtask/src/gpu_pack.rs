@@ -10,9 +10,11 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
+
+use crate::test::status;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -70,19 +72,14 @@ report=${OUT:-$work}/gpu-check.txt
   "${baseline[@]}" "$@" 2>&1 | tee -a "$report"
 "#;
 
-/// `cmd`, with stdout written to `to`.
-fn run_into(cmd: &mut Command, to: &Path) -> Result<()> {
-    let st = cmd
-        .stdout(File::create(to)?)
-        .status()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    ensure!(st.success(), "{cmd:?} failed ({st})");
-    Ok(())
-}
-
 fn xz(from: &Path, to: &Path) -> Result<()> {
-    run_into(Command::new("xz").args(["-9", "-T0", "-c"]).arg(from), to)
-        .context("compressing with xz (Debian package xz-utils)")
+    status(
+        Command::new("xz")
+            .args(["-9", "-T0", "-c"])
+            .arg(from)
+            .stdout(File::create(to)?),
+    )
+    .context("compressing with xz (Debian package xz-utils)")
 }
 
 /// The reference case without `act.*`: the intermediate activations only the layer-by-layer
@@ -146,13 +143,8 @@ pub fn run(args: Args) -> Result<()> {
     // This binary, without its symbol table.
     let exe = std::env::current_exe()?;
     let stripped = out.join("xtask");
-    let st = Command::new("strip")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(&exe)
-        .status()
-        .context("cannot run strip (Debian package binutils)")?;
-    ensure!(st.success(), "strip failed ({st})");
+    status(Command::new("strip").arg("-o").arg(&stripped).arg(&exe))
+        .context("stripping with strip (Debian package binutils)")?;
     xz(&stripped, &out.join("xtask.xz"))?;
     std::fs::remove_file(&stripped)?;
 
@@ -163,15 +155,14 @@ pub fn run(args: Args) -> Result<()> {
 
     if !args.no_baseline {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let st = Command::new(python)
-            .args(["-m", "pip", "download", "-q", "--no-cache-dir", "--no-deps"])
-            .args(["--only-binary=:all:", "-d"])
-            .arg(out.join("wheels"))
-            .args(BASELINE_WHEELS)
-            .stdout(Stdio::null())
-            .status()
-            .context("cannot run pip")?;
-        ensure!(st.success(), "pip could not download {BASELINE_WHEELS:?}");
+        status(
+            Command::new(python)
+                .args(["-m", "pip", "download", "-q", "--no-cache-dir", "--no-deps"])
+                .args(["--only-binary=:all:", "-d"])
+                .arg(out.join("wheels"))
+                .args(BASELINE_WHEELS),
+        )
+        .with_context(|| format!("downloading {BASELINE_WHEELS:?} from PyPI"))?;
     }
     std::fs::write(out.join("run.sh"), RUN_SH)?;
 

@@ -19,7 +19,8 @@ pub struct Args {
     cargo_args: Vec<String>,
 }
 
-fn status(cmd: &mut Command) -> Result<()> {
+/// Runs `cmd` (echoed first); its failure is an error.
+pub(crate) fn status(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {cmd:?}");
     let st = cmd
         .status()
