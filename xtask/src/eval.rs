@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use wavecrn_engine::{DeviceChoice, Model};
+use wavecrn_metrics::spectrum::{self, LongTermSpectrum};
 use wavecrn_metrics::validation::{self, Pair};
 use wavecrn_metrics::{score_all, Scores, SAMPLE_RATE};
 
@@ -20,6 +21,9 @@ pub struct Args {
     /// Several models side by side in one table.
     #[arg(long, num_args = 1.., conflicts_with = "enhanced")]
     compare: Vec<PathBuf>,
+    /// Score the peers too, in the same run: RNNoise (see `peers`).
+    #[arg(long)]
+    peers: bool,
     /// Already enhanced files, named as the clean ones.
     #[arg(long)]
     enhanced: Option<PathBuf>,
@@ -63,6 +67,8 @@ enum System {
     Input(&'static str),
     Model(String, Box<Model>),
     Folder(PathBuf),
+    /// RNNoise, through nnnoiseless.
+    Rnnoise,
 }
 
 impl System {
@@ -71,6 +77,7 @@ impl System {
             System::Input(label) => label.to_string(),
             System::Model(name, _) => name.clone(),
             System::Folder(dir) => dir.display().to_string(),
+            System::Rnnoise => "RNNoise (nnnoiseless)".into(),
         }
     }
 }
@@ -112,7 +119,13 @@ fn load_pairs(args: &Args) -> Result<Vec<Pair>> {
     Ok(pairs)
 }
 
-fn score(system: &System, pair: &Pair) -> Result<Scores> {
+/// One system's scores on one pair, and its output's long-term spectrum.
+struct Scored {
+    scores: Scores,
+    spectrum: LongTermSpectrum,
+}
+
+fn score(system: &System, pair: &Pair) -> Result<Scored> {
     let test = match system {
         System::Input(_) => pair.noisy.clone(),
         System::Model(_, model) => model.denoise(&pair.noisy, 1)?,
@@ -121,8 +134,14 @@ fn score(system: &System, pair: &Pair) -> Result<Scores> {
             x.resize(pair.clean.len(), 0.0);
             x
         }
+        System::Rnnoise => crate::peers::rnnoise(&pair.noisy)?,
     };
-    score_all(&pair.clean, &test).with_context(|| pair.name.clone())
+    let mut spectrum = LongTermSpectrum::new(SAMPLE_RATE);
+    spectrum.add(&test);
+    Ok(Scored {
+        scores: score_all(&pair.clean, &test).with_context(|| pair.name.clone())?,
+        spectrum,
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -146,6 +165,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.enhanced {
         systems.push(System::Folder(dir.clone()));
     }
+    if args.peers {
+        anyhow::ensure!(
+            args.task == "denoise",
+            "the peers are denoisers: --peers scores the denoising task only"
+        );
+        systems.push(System::Rnnoise);
+    }
     let started = Instant::now();
     let pairs = load_pairs(&args)?;
     let loaded = started.elapsed().as_secs_f64();
@@ -153,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
     let jobs: Vec<(usize, usize)> = (0..systems.len())
         .flat_map(|s| (0..pairs.len()).map(move |p| (s, p)))
         .collect();
-    let results: Vec<Mutex<Option<Result<Scores>>>> =
+    let results: Vec<Mutex<Option<Result<Scored>>>> =
         jobs.iter().map(|_| Mutex::new(None)).collect();
     let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
@@ -181,18 +207,37 @@ pub fn run(args: Args) -> Result<()> {
     let took = scoring.elapsed().as_secs_f64();
 
     let mut per_system: Vec<Vec<Scores>> = vec![vec![]; systems.len()];
+    let mut spectra = vec![LongTermSpectrum::new(SAMPLE_RATE); systems.len()];
     for ((sys, _), r) in jobs.iter().zip(results) {
-        per_system[*sys].push(r.into_inner().unwrap().expect("every job ran")?);
+        let scored = r.into_inner().unwrap().expect("every job ran")?;
+        per_system[*sys].push(scored.scores);
+        for (sum, p) in spectra[*sys].power.iter_mut().zip(&scored.spectrum.power) {
+            *sum += p;
+        }
     }
+    let mut clean = LongTermSpectrum::new(SAMPLE_RATE);
+    for p in &pairs {
+        clean.add(&p.clean);
+    }
+    let band_errors: Vec<[f64; 7]> = spectra
+        .iter()
+        .map(|s| spectrum::band_errors_db(&clean, s))
+        .collect();
     let audio_s = pairs.iter().map(|p| p.clean.len()).sum::<usize>() as f64 / SAMPLE_RATE as f64;
     print_table(&systems, &per_system);
+    println!();
+    print_band_errors(&systems, &band_errors);
+    if args.task == "denoise" {
+        println!();
+        print_noise_types(&systems, &per_system, &pairs);
+    }
     println!(
         "{} pairs, {:.0} s of audio; loading {loaded:.1} s, enhancing and scoring {took:.1} s on {threads} thread(s)",
         pairs.len(),
         audio_s
     );
     if let Some(path) = &args.json {
-        write_json(path, &systems, &per_system, &pairs)?;
+        write_json(path, &systems, &per_system, &band_errors, &pairs)?;
     }
     if let Some(path) = &args.csv {
         write_csv(path, &systems, &per_system, &pairs)?;
@@ -205,12 +250,7 @@ const COLUMNS: [&str; 9] = [
 ];
 
 fn print_table(systems: &[System], scores: &[Vec<Scores>]) {
-    let width = systems
-        .iter()
-        .map(|s| s.name().len())
-        .max()
-        .unwrap_or(5)
-        .max(6);
+    let width = name_width(systems);
     print!("{:<width$}", "");
     for c in COLUMNS {
         print!("{c:>9}");
@@ -220,6 +260,67 @@ fn print_table(systems: &[System], scores: &[Vec<Scores>]) {
         print!("{:<width$}", system.name());
         for (_, v) in Scores::mean(s).fields() {
             print!("{v:>9.3}");
+        }
+        println!();
+    }
+}
+
+fn name_width(systems: &[System]) -> usize {
+    systems
+        .iter()
+        .map(|s| s.name().len())
+        .max()
+        .unwrap_or(5)
+        .max(6)
+}
+
+/// The long-term spectrum of each system's output over the clean speech's, per band, in dB
+/// (0: the clean level; the noisy row is what the noise adds).
+fn print_band_errors(systems: &[System], errors: &[[f64; 7]]) {
+    let width = name_width(systems);
+    println!("spectral error, output over clean speech (dB, long-term spectrum):");
+    print!("{:<width$}", "");
+    for band in spectrum::BANDS {
+        print!("{:>9}", spectrum::band_label(band));
+    }
+    println!();
+    for (system, e) in systems.iter().zip(errors) {
+        print!("{:<width$}", system.name());
+        for v in e {
+            print!("{v:>9.2}");
+        }
+        println!();
+    }
+}
+
+/// Mean PESQ and SI-SDR per kind of noise (`validation::NOISE_TYPES`), per system.
+fn print_noise_types(systems: &[System], scores: &[Vec<Scores>], pairs: &[Pair]) {
+    println!("by noise type, PESQ / SI-SDR (dB):");
+    let label = validation::NOISE_TYPES
+        .iter()
+        .map(|t| t.len())
+        .max()
+        .unwrap_or(0)
+        + 6;
+    let col = name_width(systems).max(14) + 2;
+    print!("{:<label$}", "");
+    for s in systems {
+        print!("{:>col$}", s.name());
+    }
+    println!();
+    for kind in validation::NOISE_TYPES {
+        let members: Vec<usize> = (0..pairs.len())
+            .filter(|&i| validation::noise_type(&pairs[i].name) == kind)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        print!("{:<label$}", format!("{kind} ({})", members.len()));
+        for s in scores {
+            let n = members.len() as f64;
+            let pesq = members.iter().map(|&i| s[i].pesq).sum::<f64>() / n;
+            let sdr = members.iter().map(|&i| s[i].si_sdr).sum::<f64>() / n;
+            print!("{:>col$}", format!("{pesq:.2} / {sdr:5.2}"));
         }
         println!();
     }
@@ -239,11 +340,18 @@ fn write_json(
     path: &Path,
     systems: &[System],
     scores: &[Vec<Scores>],
+    band_errors: &[[f64; 7]],
     pairs: &[Pair],
 ) -> Result<()> {
     let entry = |sys: usize| {
         let mut m = means_json(&scores[sys]);
         m.insert("name".into(), systems[sys].name().into());
+        let bands: serde_json::Map<String, serde_json::Value> = spectrum::BANDS
+            .iter()
+            .zip(band_errors[sys])
+            .map(|(band, e)| (spectrum::band_label(*band), e.into()))
+            .collect();
+        m.insert("band_error_db".into(), bands.into());
         let per_file: Vec<serde_json::Value> = pairs
             .iter()
             .zip(&scores[sys])

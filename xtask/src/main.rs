@@ -7,6 +7,7 @@ mod export;
 mod gpu_check;
 mod gpu_pack;
 mod libtorch;
+mod peers;
 mod test;
 mod train;
 

@@ -11,6 +11,7 @@ pub mod io;
 pub mod model;
 pub mod offline;
 pub mod onnx_export;
+pub mod onnx_import;
 pub mod resample;
 
 pub mod shipped;

@@ -11,6 +11,7 @@
 //! - [`si_sdr`]: Le Roux et al. (2019).
 
 mod loizou;
+pub mod spectrum;
 mod stoi;
 pub mod validation;
 

@@ -85,6 +85,42 @@ pub fn mix(speech: &[(String, Vec<f32>)], noises: &[(String, Vec<f32>)], seed: u
         .collect()
 }
 
+/// The kinds of noise the validation set holds, for tables grouped by noise.
+pub const NOISE_TYPES: [&str; 6] = [
+    "competing talkers",
+    "babble",
+    "speech-like (ICRA, ISTS, SSN)",
+    "stationary (white, pink, car, engine)",
+    "machines and vehicles",
+    "street, cafe, household",
+];
+
+/// The kind of noise in a validation pair named `speech+noise@SNRdB` (see [`mix`]), one of
+/// [`NOISE_TYPES`] (the last for any noise it does not know).
+pub fn noise_type(pair_name: &str) -> &'static str {
+    let noise = pair_name
+        .split('+')
+        .nth(1)
+        .and_then(|n| n.split('@').next())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let has = |keys: &[&str]| keys.iter().any(|k| noise.contains(k));
+    let index = if has(&["one_", "two_"]) {
+        0
+    } else if has(&["babble"]) {
+        1
+    } else if has(&["icra", "ists", "speech-shaped"]) {
+        2
+    } else if has(&["white", "pink", "car", "volvo", "engine"]) {
+        3
+    } else if has(&["factory", "buccaneer", "m109", "metro", "vacuum"]) {
+        4
+    } else {
+        5
+    };
+    NOISE_TYPES[index]
+}
+
 /// The paper's 2-bit compression of a waveform: its sign, -1, 0 or +1 per sample. The
 /// restoration task learns to undo it.
 pub fn sign_compress(x: &[f32]) -> Vec<f32> {
@@ -104,4 +140,26 @@ pub fn restore_pairs(pairs: Vec<Pair>) -> Vec<Pair> {
             clean: p.clean,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod noise_type_tests {
+    use super::*;
+
+    #[test]
+    fn every_validation_noise_has_its_kind() {
+        let kind = |noise: &str| noise_type(&format!("1-2-3+{noise}@7.5dB"));
+        assert_eq!(kind("two_male_one_female_english"), NOISE_TYPES[0]);
+        assert_eq!(kind("Babble"), NOISE_TYPES[1]);
+        assert_eq!(
+            kind("ISTS_-_international_speech_test_signal"),
+            NOISE_TYPES[2]
+        );
+        assert_eq!(kind("icra5_0.25_fullscale"), NOISE_TYPES[2]);
+        assert_eq!(kind("Car_Noise_Idle_Noise_60_mph"), NOISE_TYPES[3]);
+        assert_eq!(kind("white"), NOISE_TYPES[3]);
+        assert_eq!(kind("ACVacuum"), NOISE_TYPES[4]);
+        assert_eq!(kind("CafeRestaurant"), NOISE_TYPES[5]);
+        assert_eq!(kind("Street_Noise"), NOISE_TYPES[5]);
+    }
 }

@@ -98,11 +98,32 @@ pub struct RunArgs {
     /// recordings are; the targets stay whole.
     #[arg(long, default_value_t = 0.0)]
     pub clip: f64,
+    /// Share of denoising examples whose noise is babble: 1-6 other training speakers at once
+    /// (`--talkers`), never the target's own speaker. The rest use `--noise` recordings.
+    #[arg(long, default_value_t = 0.0)]
+    pub babble: f64,
+    /// Fewest and most talkers in a babble.
+    #[arg(long, num_args = 2, default_values_t = [1, 6])]
+    pub talkers: Vec<usize>,
+    /// Start from these weights instead of the initialisation: a checkpoint or
+    /// `best.safetensors` of an earlier run, or an exported model (`models/*.onnx`), of the
+    /// same configuration. The step count, the optimiser and the schedule start afresh.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Stop (with a validation and a checkpoint) once the process has used this many minutes
+    /// of CPU time, all threads counted: equal budgets for runs that share a machine.
+    #[arg(long)]
+    #[serde(skip)]
+    pub cpu_minutes: Option<f64>,
+    /// LibTorch (and recurrence kernel) threads; 0 keeps LibTorch's default (every core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Validate (and checkpoint) every N steps.
     #[arg(long, default_value_t = 500)]
     pub valid_every: u64,
-    /// Validation pairs used (from the fixed validation set).
-    #[arg(long, default_value_t = 16)]
+    /// Validation pairs used: the first N of the fixed validation set (100 pairs, all of
+    /// them by default, as `cargo xtask eval` scores).
+    #[arg(long, default_value_t = 100)]
     pub valid_files: usize,
     /// Validation speech and noise folders.
     #[arg(long, default_value = "../shared/data/speech/valid")]
@@ -149,6 +170,12 @@ impl RunArgs {
         }
         if !(0.0..=1.0).contains(&self.clip) {
             bail!("--clip is a share, from 0 to 1");
+        }
+        if !(0.0..=1.0).contains(&self.babble) {
+            bail!("--babble is a share, from 0 to 1");
+        }
+        if self.talkers.len() != 2 || self.talkers[0] == 0 || self.talkers[0] > self.talkers[1] {
+            bail!("--talkers takes a lowest and a highest count, from 1");
         }
         if self.lr <= 0.0 || self.lr_end <= 0.0 || self.lr_end > self.lr {
             bail!("learning rates must be positive, with --lr-end at most --lr");

@@ -135,6 +135,10 @@ pub struct Mixing {
     pub gain_db: (f64, f64),
     /// Share of denoising inputs hard-clipped, as an overdriven recording is.
     pub clip: f64,
+    /// Share of denoising examples whose noise is babble of other training speakers.
+    pub babble: f64,
+    /// How many talkers a babble has, lowest and highest (drawn uniformly).
+    pub talkers: (usize, usize),
 }
 
 pub use wavecrn_metrics::validation::SplitMix as Rng;
@@ -176,13 +180,64 @@ fn speech_crop<'a>(
     pick
 }
 
-/// One denoising example from clean speech and noise.
+/// The speaker of a speech file, from its name: what comes before the first `-` or `_`
+/// (LibriSpeech's `103-1240-0000`, speechocean762's `SPEAKER0001_000010011`), or the whole
+/// name.
+pub fn speaker(name: &str) -> &str {
+    name.split(['-', '_']).next().unwrap_or(name)
+}
+
+/// `len` samples of `s` from `offset`, wrapping round its end.
+fn looped(s: &[f32], offset: usize, len: usize) -> Vec<f32> {
+    (0..len).map(|i| s[(offset + i) % s.len()]).collect()
+}
+
+/// Babble: `talkers` other speakers from the training speech at once (never the target's
+/// speaker, so never its own recording), each scaled to the same power and then by a random
+/// -6..+6 dB, as in a room of people talking at different distances.
+fn babble(rng: &mut Rng, speech: &Clips, target: usize, talkers: usize, len: usize) -> Vec<f32> {
+    let own = speaker(&speech[target].0);
+    let mut out = vec![0f32; len];
+    for _ in 0..talkers {
+        // Another speaker's clip; a handful of tries covers any realistic folder.
+        let mut pick = None;
+        for _ in 0..16 {
+            let j = rng.below(speech.len());
+            if speaker(&speech[j].0) != own {
+                pick = Some(j);
+                break;
+            }
+        }
+        let gain_db = rng.uniform(-6.0, 6.0);
+        let Some(j) = pick else { continue };
+        let s = &speech[j].1;
+        let talk = looped(s, rng.below(s.len()), len);
+        let p = power(&talk);
+        if p < 1e-9 {
+            continue;
+        }
+        let k = (10f64.powf(gain_db / 20.0) / p.sqrt()) as f32;
+        out.iter_mut().zip(&talk).for_each(|(o, v)| *o += k * v);
+    }
+    out
+}
+
+/// One denoising example from clean speech and noise (a recording, or babble made from the
+/// other speakers for a `m.babble` share of examples).
 fn mixture(rng: &mut Rng, speech: &Clips, noise: &Clips, m: &Mixing) -> (Vec<f32>, Vec<f32>) {
     let (i, start) = speech_crop(rng, speech.len(), |i| &speech[i].1, m.crop);
     let clean = crop(&speech[i].1, start, m.crop);
-    let n = &noise[rng.below(noise.len())].1;
-    let offset = rng.below(n.len());
-    let noise_crop: Vec<f32> = (0..m.crop).map(|i| n[(offset + i) % n.len()]).collect();
+    // Both draws always happen, so the examples after this one do not depend on `babble`.
+    let (chance, talkers) = (
+        rng.uniform(0.0, 1.0),
+        m.talkers.0 + rng.below(m.talkers.1 - m.talkers.0 + 1),
+    );
+    let noise_crop = if chance < m.babble {
+        babble(rng, speech, i, talkers, m.crop)
+    } else {
+        let n = &noise[rng.below(noise.len())].1;
+        looped(n, rng.below(n.len()), m.crop)
+    };
     let snr = rng.uniform(m.snr.0, m.snr.1);
     let k = (power(&clean) / power(&noise_crop).max(1e-12) / 10f64.powf(snr / 10.0)).sqrt() as f32;
     let noisy = clean
@@ -285,6 +340,8 @@ mod tests {
             snr: (0.0, 15.0),
             gain_db: (-25.0, -1.0),
             clip,
+            babble: 0.0,
+            talkers: (1, 6),
         }
     }
 
@@ -324,6 +381,56 @@ mod tests {
                 .count();
             assert!(flat > 1, "a clipped input has flat tops");
         }
+    }
+
+    /// Babble is made of other speakers only: with one speaker besides the target's, every
+    /// babble example's noise is that speaker's audio (its samples, scaled), and the target's
+    /// own recording never appears in it.
+    #[test]
+    fn babble_comes_from_other_speakers_only() {
+        assert_eq!(speaker("103-1240-0000"), "103");
+        assert_eq!(speaker("SPEAKER0001_000010011"), "SPEAKER0001");
+        assert_eq!(speaker("plain"), "plain");
+        let own = tone(4000, 7.0);
+        let other: Vec<f32> = (0..4000)
+            .map(|t| if t % 2 == 0 { 0.2 } else { -0.2 })
+            .collect();
+        let speech = Arc::new(vec![
+            ("A-1".to_string(), own.clone()),
+            ("A-2".to_string(), own),
+            ("B-1".to_string(), other),
+        ]);
+        let source = Source::Mixtures {
+            speech,
+            noise: Arc::new(vec![("n".into(), vec![0.0; 900])]),
+        };
+        let mut m = mixing(Task::Denoise, 0.0);
+        m.babble = 1.0;
+        m.talkers = (1, 3);
+        let mut checked = 0;
+        for index in 0..40 {
+            let b = draw(&source, &m, 7, index);
+            for e in 0..4 {
+                let (noisy, clean) = (
+                    &b.noisy[e * 480..(e + 1) * 480],
+                    &b.clean[e * 480..(e + 1) * 480],
+                );
+                let noise: Vec<f32> = noisy.iter().zip(clean).map(|(n, c)| n - c).collect();
+                let is_alternating = noise
+                    .windows(2)
+                    .all(|w| (w[0] + w[1]).abs() <= 1e-5 * w[0].abs().max(1e-3));
+                let target_is_b = clean.windows(2).all(|w| (w[0] + w[1]).abs() < 1e-6);
+                if target_is_b {
+                    // B's babble comes from A, a smooth tone, never alternating samples.
+                    assert!(!is_alternating);
+                } else {
+                    assert!(is_alternating, "A's babble is B's audio alone");
+                    checked += 1;
+                }
+                assert!(noise.iter().any(|v| v.abs() > 1e-4), "babble is not silent");
+            }
+        }
+        assert!(checked > 20);
     }
 
     #[test]

@@ -17,3 +17,4 @@ pub mod model;
 pub mod plot;
 pub mod recurrence;
 pub mod run;
+pub mod trace;

@@ -9,6 +9,9 @@ enum Cli {
     Train(Box<wavecrn_train::args::RunArgs>),
     /// Redraw a run's training curve (`RUN_DIR/curve.png`) from its metrics log.
     Plot { run_dir: std::path::PathBuf },
+    /// A short run written out in full (weights, batches, losses) for another trainer to
+    /// replay (see `tests/python/replay_training.py`).
+    Trace(wavecrn_train::trace::TraceArgs),
     /// Training speed of the paper configuration, batch 8 x 1 s, on random audio.
     Bench {
         #[arg(long, default_value_t = 8)]
@@ -66,6 +69,7 @@ fn main() {
     let result = match cli {
         Cli::Train(args) => wavecrn_train::run::train(*args),
         Cli::Plot { run_dir } => wavecrn_train::plot::render(&run_dir),
+        Cli::Trace(args) => wavecrn_train::trace::trace(args),
         Cli::Bench { steps } => wavecrn_train::run::bench(steps),
     };
     if let Err(e) = result {

@@ -21,7 +21,7 @@ use crate::data::{self, Mixing, Source, Task};
 use crate::model::Net;
 
 /// Writes `named` tensors (plus the network's metadata) as safetensors, atomically.
-fn save(
+pub(crate) fn save(
     path: &Path,
     cfg: &ModelConfig,
     named: &[(String, Tensor)],
@@ -125,6 +125,27 @@ fn scores(pairs: &[Pair], mut output: impl FnMut(&[f32]) -> Vec<f32>) -> Result<
     Ok((sdr / n, ssnr / n, pesq / n))
 }
 
+/// Weights from a safetensors file (a checkpoint) or from an exported ONNX model.
+fn read_weights(path: &Path) -> Result<Weights> {
+    if path.extension().is_some_and(|e| e == "onnx") {
+        let bytes = std::fs::read(path)?;
+        return Ok(wavecrn_engine::onnx_import::weights_from_onnx(&bytes)?);
+    }
+    Ok(Weights::read(path)?)
+}
+
+/// CPU time this process has used so far, all threads, in seconds.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut u = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// The device `choice` names, with a clear error where it is not there.
 pub fn device(choice: DeviceChoice) -> Result<Device> {
     crate::cuda::load_libtorch_cuda();
@@ -163,6 +184,10 @@ pub fn train(a: RunArgs) -> Result<()> {
     a.check()?;
     let cfg = a.model();
     cfg.validate()?;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads as i32);
+        tch::set_num_interop_threads(a.threads as i32);
+    }
     let device = device(a.device)?;
     std::fs::create_dir_all(&a.run_dir)
         .with_context(|| format!("cannot create {}", a.run_dir.display()))?;
@@ -240,6 +265,13 @@ pub fn train(a: RunArgs) -> Result<()> {
         return run_loop(a, cfg, net_mut, adam, best, source, valid_pairs);
     }
     crate::init::initialise(&net, a.seed);
+    if let Some(path) = &a.init {
+        let weights =
+            read_weights(path).with_context(|| format!("cannot read --init {}", path.display()))?;
+        net.load(&weights)
+            .with_context(|| format!("--init {} does not fit this run", path.display()))?;
+        eprintln!("starting from the weights in {}", path.display());
+    }
     // What the network has to beat, on the same pairs as the validation lines.
     let (sdr, ssnr, pesq) = scores(&valid_pairs, <[f32]>::to_vec)?;
     eprintln!("validation input: SI-SDR {sdr:.2} dB, SSNR {ssnr:.2} dB, PESQ {pesq:.3}");
@@ -268,6 +300,8 @@ fn run_loop(
     let mixing = Mixing {
         task: a.task,
         clip: a.clip,
+        babble: a.babble,
+        talkers: (a.talkers[0], a.talkers[1]),
         crop,
         batch: a.batch,
         snr: (a.snr[0], a.snr[1]),
@@ -287,7 +321,10 @@ fn run_loop(
         indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  eta {eta}")
             .expect("valid template"),
     );
-    let end = a.stop_at.unwrap_or(a.steps).min(a.steps);
+    let mut end = a.stop_at.unwrap_or(a.steps).min(a.steps);
+    // CPU seconds of earlier sessions of this run, so the log counts the run's whole cost.
+    let cpu_before = last_logged_cpu(&a.run_dir.join("metrics.jsonl"));
+    let cpu_start = cpu_seconds();
     while adam.step < end {
         let b = batches.recv().context("the data thread stopped")?;
         let device = net.vs.device();
@@ -307,13 +344,18 @@ fn run_loop(
         adam.lr = learning_rate(&a, adam.step);
         adam.step(net.params());
         let step = adam.step;
+        let cpu = cpu_seconds() - cpu_start;
+        if a.cpu_minutes.is_some_and(|m| cpu >= m * 60.0) {
+            end = step;
+        }
         let secs = started.elapsed().as_secs_f64();
         let rate = (step - first) as f64 * a.batch as f64 * a.seconds / secs.max(1e-9);
         bar.set_position(step);
         bar.set_message(format!("loss {loss:.5}  {rate:.2} audio-s/s"));
         let mut record = format!(
-            "{{\"step\": {step}, \"loss\": {loss}, \"lr\": {:.3e}, \"audio_s_per_s\": {rate:.3}",
-            adam.lr
+            "{{\"step\": {step}, \"loss\": {loss}, \"lr\": {:.3e}, \"audio_s_per_s\": {rate:.3}, \"cpu_s\": {:.1}",
+            adam.lr,
+            cpu_before + cpu
         );
         if step.is_multiple_of(a.valid_every) || step == end {
             let (sdr, ssnr, pesq) = validate(&net, &valid_pairs)?;
@@ -353,6 +395,19 @@ fn run_loop(
     }
     bar.finish();
     Ok(())
+}
+
+/// The run's CPU seconds at its last logged step (0 for a new run).
+fn last_logged_cpu(log: &Path) -> f64 {
+    std::fs::read_to_string(log)
+        .ok()
+        .and_then(|text| {
+            text.lines().rev().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                v.get("cpu_s")?.as_f64()
+            })
+        })
+        .unwrap_or(0.0)
 }
 
 /// Trains the paper configuration on random audio (batch 8 x 1 s) and prints the
@@ -488,6 +543,32 @@ mod tests {
         assert_eq!(identity_share(&run_args(&[]), 0), 0.0);
         let restore = run_args(&["--identity-steps", "100", "--task", "restore"]);
         assert_eq!(identity_share(&restore, 0), 0.0);
+    }
+
+    /// The schedule at its corners: the warm-up's first and last steps, the peak, the cosine's
+    /// middle, its end, past the end, and a run without warm-up or with a constant rate.
+    #[test]
+    fn the_learning_rate_schedule_holds_at_its_corners() {
+        let a = run_args(&[
+            "--lr", "1e-3", "--lr-end", "1e-5", "--warmup", "100", "--steps", "1100",
+        ]);
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 + 1e-9 * y.abs();
+        assert!(close(learning_rate(&a, 0), 1e-5));
+        assert!(close(learning_rate(&a, 49), 5e-4));
+        assert!(close(learning_rate(&a, 99), 1e-3));
+        assert!(close(learning_rate(&a, 100), 1e-3));
+        assert!(close(learning_rate(&a, 600), 0.5 * (1e-3 + 1e-5)));
+        assert!(close(learning_rate(&a, 1100), 1e-5));
+        assert!(close(learning_rate(&a, 5000), 1e-5));
+        for step in 100..1100 {
+            assert!(learning_rate(&a, step + 1) <= learning_rate(&a, step));
+        }
+        let cold = run_args(&["--warmup", "0", "--steps", "10", "--lr", "2e-3"]);
+        assert!(close(learning_rate(&cold, 0), 2e-3));
+        let flat = run_args(&["--lr", "3e-3", "--lr-end", "3e-3", "--warmup", "0"]);
+        assert!((0..20_000)
+            .step_by(997)
+            .all(|s| close(learning_rate(&flat, s), 3e-3)));
     }
 
     /// `auto` takes the GPU exactly when there is one; `cuda` without one says what to do.

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The recipe study behind models/README.md: short runs of equal CPU time (each stops at
+# CPU_MINUTES of process CPU time, one LibTorch thread), two at a time on a 2-core machine,
+# each scored on all 100 validation pairs. Usage: bash models/study.sh ROW [ROW...]
+# (rows below; no argument lists them). Runs land in runs/study/ROW.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CPU_MINUTES=${CPU_MINUTES:-12}
+common=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
+  --threads 1 --cpu-minutes "$CPU_MINUTES" --steps 1000000 --warmup 200 --valid-every 1000)
+# Every row: a constant rate after warm-up (--lr-end = --lr), so no row's schedule depends
+# on how many steps its budget buys.
+declare -A rows=(
+  [l1]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3"
+  [stft]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02"
+  [babble]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02 --babble 0.4"
+  [sisdr]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02 --babble 0.4 --si-sdr-loss 0.002"
+  [lr3]="--channels 64 --layers 2 --lr 3e-3 --lr-end 3e-3 --stft-loss 0.02 --babble 0.4"
+  [128x4]="--channels 128 --layers 4 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02 --babble 0.4"
+  [crop2]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02 --babble 0.4 --seconds 2 --batch 4"
+  [snr]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02 --babble 0.4 --snr -5 20"
+)
+if [ $# -eq 0 ]; then
+  for r in "${!rows[@]}"; do echo "$r: ${rows[$r]}"; done
+  exit 0
+fi
+trainer=target/release/wavecrn-train
+[ -x "$trainer" ] || cargo build --release -p wavecrn-train
+for row in "$@"; do
+  [ -n "${rows[$row]:-}" ] || { echo "unknown row $row" >&2; exit 2; }
+  dir=runs/study/$row
+  resume=()
+  [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
+  # shellcheck disable=SC2086
+  nice -n 10 "$trainer" train "${common[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
+    > "runs/study/$row.log" 2>&1 &
+done
+wait
