@@ -36,7 +36,7 @@ def main() -> None:
         loss = (net(noisy[step]) - clean[step]).abs().mean()
         loss.backward()
         opt.step()
-        theirs.append(float(loss))
+        theirs.append(float(loss.detach()))
     rel = [abs(t - o) / abs(t) for t, o in zip(theirs, ours["loss"])]
     print(f"{'step':>5} {'PyTorch + sru':>14} {'wavecrn-train':>14} {'relative':>10}")
     for step in list(range(10)) + list(range(19, ours["steps"], 20)):
