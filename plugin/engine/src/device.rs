@@ -74,15 +74,23 @@ pub fn cuda_available() -> Result<()> {
     }
 }
 
+/// Whether `why` (from [`cuda_available`]) says there is no NVIDIA driver at all (or no CUDA
+/// in this build): nothing a user of `auto` on such a machine needs to hear about.
+fn nothing_to_report(why: &str) -> bool {
+    why.contains("driver library not found") || why.contains("no CUDA support")
+}
+
 impl DeviceChoice {
-    /// The device to use, and for `auto` on a machine without a usable GPU, a one-line note
-    /// saying that it fell back to the CPU and why. `cuda` without a GPU is an error.
+    /// The device to use, and for `auto` on a machine whose NVIDIA driver is present but
+    /// unusable, a one-line note saying that it fell back to the CPU and why (where there is no
+    /// driver at all, `auto` is the CPU without a word). `cuda` without a GPU is an error.
     pub fn resolve(self) -> Result<(Device, Option<String>)> {
         match self {
             Self::Cpu => Ok((Device::Cpu, None)),
             Self::Cuda => cuda_available().map(|_| (Device::Cuda, None)),
             Self::Auto => match cuda_available() {
                 Ok(()) => Ok((Device::Cuda, None)),
+                Err(why) if nothing_to_report(&why.to_string()) => Ok((Device::Cpu, None)),
                 Err(why) => Ok((
                     Device::Cpu,
                     Some(format!("no usable GPU, running on the CPU ({why})")),
@@ -123,6 +131,21 @@ pub(crate) mod cuda {
 mod tests {
     use super::*;
 
+    /// A machine with no driver is quiet; one whose driver fails is told why.
+    #[test]
+    fn only_a_present_but_unusable_driver_is_reported() {
+        assert!(nothing_to_report(
+            "CUDA is not usable here: CUDA driver validation failed: CUDA driver library not \
+             found. Tried: [\"libcuda.so.1\", \"libcuda.so\"]"
+        ));
+        assert!(nothing_to_report(
+            "this build has no CUDA support (built without the engine's `cuda` feature)"
+        ));
+        assert!(!nothing_to_report(
+            "CUDA is not usable here: CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected"
+        ));
+    }
+
     #[test]
     fn choices_parse_and_auto_always_resolves() {
         assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda));
@@ -136,7 +159,11 @@ mod tests {
             Ok(()) => assert_eq!((device, note), (Device::Cuda, None)),
             Err(why) => {
                 assert_eq!(device, Device::Cpu);
-                assert!(note.unwrap().contains(&why.to_string()));
+                let why = why.to_string();
+                match note {
+                    None => assert!(nothing_to_report(&why), "{why}"),
+                    Some(note) => assert!(!nothing_to_report(&why) && note.contains(&why)),
+                }
                 let err = DeviceChoice::Cuda.resolve().unwrap_err().to_string();
                 assert!(err.contains("GPU") || err.contains("CUDA"), "{err}");
             }
