@@ -13,40 +13,61 @@ use crate::error::{Error, Result};
 use crate::onnx_export::{float_values, HALF_SUFFIX, META_CONFIG};
 use crate::weights::{Tensor, Weights};
 
-/// The weights of the exported network in `bytes`.
-pub fn weights_from_onnx(bytes: &[u8]) -> Result<Weights> {
-    let bad = |why: String| Error::Model(why);
-    let proto =
-        pb::ModelProto::decode(bytes).map_err(|e| bad(format!("not an ONNX file ({e})")))?;
-    let config = proto
-        .metadata_props
-        .iter()
-        .find(|p| p.key == META_CONFIG)
-        .map(|p| ModelConfig::from_json(&p.value))
-        .ok_or_else(|| bad(format!("no {META_CONFIG} metadata: not a wavecrn export")))??;
-    let graph = proto.graph.ok_or_else(|| bad("no graph".into()))?;
-    let mut stored: HashMap<String, Vec<f32>> = HashMap::new();
-    for t in &graph.initializer {
-        use pb::tensor_proto::DataType;
-        let name = match t.name.strip_suffix(HALF_SUFFIX) {
-            Some(base) if t.data_type == DataType::Float16 as i32 => base,
-            _ if t.data_type == DataType::Float as i32 => &t.name,
-            _ => continue,
-        };
-        stored.insert(name.to_string(), float_values(t));
+/// The configuration and the float initializers (float16 ones widened, under their float32
+/// names) of an ONNX file written by the exporter, taken out one by one with their sizes
+/// checked. The causal stream stage reads its weights through this too.
+pub(crate) struct StoredWeights {
+    pub config: ModelConfig,
+    tensors: HashMap<String, Vec<f32>>,
+}
+
+impl StoredWeights {
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let proto = pb::ModelProto::decode(bytes)
+            .map_err(|e| Error::Model(format!("not an ONNX file ({e})")))?;
+        let config = proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == META_CONFIG)
+            .map(|p| ModelConfig::from_json(&p.value))
+            .ok_or_else(|| {
+                Error::Model(format!("no {META_CONFIG} metadata: not a wavecrn export"))
+            })??;
+        let graph = proto.graph.ok_or_else(|| Error::Model("no graph".into()))?;
+        let mut tensors = HashMap::new();
+        for t in &graph.initializer {
+            use pb::tensor_proto::DataType;
+            let name = match t.name.strip_suffix(HALF_SUFFIX) {
+                Some(base) if t.data_type == DataType::Float16 as i32 => base,
+                _ if t.data_type == DataType::Float as i32 => &t.name,
+                _ => continue,
+            };
+            tensors.insert(name.to_string(), float_values(t));
+        }
+        Ok(Self { config, tensors })
     }
-    let mut take = |name: &str, len: usize| -> Result<Vec<f32>> {
-        let t = stored
+
+    /// The tensor `name`, which must hold `len` values.
+    pub fn take(&mut self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let t = self
+            .tensors
             .remove(name)
-            .ok_or_else(|| bad(format!("the model has no tensor {name}")))?;
+            .ok_or_else(|| Error::Model(format!("the model has no tensor {name}")))?;
         if t.len() != len {
-            return Err(bad(format!(
+            return Err(Error::Model(format!(
                 "{name} holds {} values, expected {len}",
                 t.len()
             )));
         }
         Ok(t)
-    };
+    }
+}
+
+/// The weights of the exported network in `bytes`.
+pub fn weights_from_onnx(bytes: &[u8]) -> Result<Weights> {
+    let mut stored = StoredWeights::parse(bytes)?;
+    let config = stored.config.clone();
+    let mut take = |name: &str, len: usize| stored.take(name, len);
     let (c, kernel, hidden) = (config.channels, config.kernel, config.hidden());
     let dh = config.directions * hidden;
     let mut tensors = BTreeMap::new();

@@ -2,15 +2,10 @@
 //! the next: the low-latency path. It reads the weights out of the same ONNX file the tract
 //! engine runs, in the exporter's layouts, and computes what that graph computes.
 
-use std::collections::HashMap;
-
-use prost::Message;
-use tract_onnx::pb;
-
 use super::stage::ModelStage;
 use crate::config::{MaskKind, ModelConfig};
 use crate::error::{Error, Result};
-use crate::onnx_export::{float_values, HALF_SUFFIX, META_CONFIG};
+use crate::onnx_import::StoredWeights;
 use crate::sru::kernel::{Kernel, Layout, Recurrence, Seq};
 
 struct Layer {
@@ -66,15 +61,8 @@ impl CausalStage {
     /// Reads a causal model from ONNX bytes written by `wavecrn`'s exporter.
     pub fn from_onnx(bytes: &[u8], channels: usize) -> Result<Self> {
         let bad = |why: String| Error::Model(why);
-        let proto =
-            pb::ModelProto::decode(bytes).map_err(|e| bad(format!("not an ONNX file ({e})")))?;
-        let config = proto
-            .metadata_props
-            .iter()
-            .find(|p| p.key == META_CONFIG)
-            .map(|p| ModelConfig::from_json(&p.value))
-            .ok_or_else(|| bad(format!("no {META_CONFIG} metadata")))?
-            .map_err(|e| bad(e.to_string()))?;
+        let mut stored = StoredWeights::parse(bytes)?;
+        let config = stored.config.clone();
         if config.directions != 1 {
             return Err(bad(
                 "hop-by-hop streaming needs a one-direction (causal) model".into(),
@@ -83,30 +71,7 @@ impl CausalStage {
         if config.kernel != 2 * config.stride {
             return Err(bad("hop-by-hop streaming needs kernel = 2 x stride".into()));
         }
-        let graph = proto.graph.ok_or_else(|| bad("no graph".into()))?;
-        let mut tensors: HashMap<String, Vec<f32>> = HashMap::new();
-        for t in &graph.initializer {
-            use pb::tensor_proto::DataType;
-            // Weights stored as float16 (see `store_weights_as_f16`) under a suffixed name.
-            let name = match t.name.strip_suffix(HALF_SUFFIX) {
-                Some(base) if t.data_type == DataType::Float16 as i32 => base,
-                _ if t.data_type == DataType::Float as i32 => &t.name,
-                _ => continue,
-            };
-            tensors.insert(name.to_string(), float_values(t));
-        }
-        let mut take = |name: &str, len: usize| -> Result<Vec<f32>> {
-            let t = tensors
-                .remove(name)
-                .ok_or_else(|| bad(format!("the model has no tensor {name}")))?;
-            if t.len() != len {
-                return Err(bad(format!(
-                    "{name} holds {} values, expected {len}",
-                    t.len()
-                )));
-            }
-            Ok(t)
-        };
+        let mut take = |name: &str, len: usize| stored.take(name, len);
         let (c, kernel) = (config.channels, config.kernel);
         let encoder = take("conv.weight", c * kernel)?;
         let decoder = take("deconv.weight", c * kernel)?;
