@@ -100,8 +100,11 @@ fn the_optimiser_is_libtorchs_adam_step_for_step() {
         adam.step(&params);
         let diff = f64::try_from((&theirs - &ours).abs().max()).unwrap();
         let moved = f64::try_from((&theirs - &init).abs().max()).unwrap();
+        let size = f64::try_from(theirs.abs().max()).unwrap();
+        // A few float32 roundings of the parameters' size (the two sum in other orders);
+        // a missing bias correction or a misplaced epsilon is a sizeable share of a step.
         assert!(
-            diff <= 1e-6 * moved.max(1e-3),
+            diff <= 1e-4 * moved + 4.0 * f32::EPSILON as f64 * size,
             "step {step}: {diff:e} apart after moving {moved:e}"
         );
     }

@@ -130,6 +130,52 @@ fn a_run_resumes_exactly_and_exports() {
     );
 }
 
+/// A run started with `--init` from an exported model (float16 storage, as shipped) begins at
+/// that model's weights; `--cpu-minutes` stops a long run early with a checkpoint, and the
+/// log counts the CPU seconds.
+#[test]
+fn a_run_starts_from_an_exported_model_and_stops_at_its_cpu_budget() {
+    let (first, second, budget) = (scratch("init-a"), scratch("init-b"), scratch("budget"));
+    assert!(train(&first, 5, &[]).status.success());
+    let w = Weights::read(first.join("checkpoint.safetensors")).unwrap();
+    let onnx = first.join("model.onnx");
+    let half = wavecrn_engine::onnx_export::store_weights_as_f16(&to_onnx_bytes(
+        &w,
+        &ModelInfo::default(),
+    ))
+    .unwrap();
+    std::fs::write(&onnx, half).unwrap();
+    // A rate so small that one step leaves the weights where they started.
+    let tiny = [
+        "--lr", "1e-12", "--lr-end", "1e-12", "--warmup", "0", "--init",
+    ];
+    let out = train(&second, 1, &[&tiny[..], &[onnx.to_str().unwrap()]].concat());
+    assert!(out.status.success());
+    let after = Weights::read(second.join("checkpoint.safetensors")).unwrap();
+    for (name, t) in w.tensors() {
+        for (x, y) in t.data.iter().zip(&after.tensor(name).data) {
+            assert!(
+                (x - y).abs() <= 1e-3 * x.abs().max(1e-2),
+                "{name}: {x} vs {y}"
+            );
+        }
+    }
+    let out = train(&budget, 100_000, &["--cpu-minutes", "0.002"]);
+    assert!(out.status.success());
+    let step: u64 = TensorFile::read(budget.join("checkpoint.safetensors"))
+        .unwrap()
+        .metadata["step"]
+        .parse()
+        .unwrap();
+    assert!((1..100_000).contains(&step), "stopped at {step}");
+    let log = std::fs::read_to_string(budget.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert!(last["cpu_s"].as_f64().unwrap() >= 0.1);
+    for d in [first, second, budget] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 #[test]
 fn empty_or_missing_data_is_a_clear_error() {
     let empty = scratch("empty-data");
