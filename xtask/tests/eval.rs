@@ -190,3 +190,51 @@ fn the_restoration_task_scores_the_sign_compressed_input() {
     assert!(v["pesq"].as_f64().unwrap() > 4.4);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--peers` scores RNNoise in the same run, and every run prints the spectral error per band
+/// and the scores by noise type; the JSON carries the band errors.
+#[test]
+fn peers_band_errors_and_noise_types() {
+    if !root().join("../shared/data/speech/valid").exists() {
+        eprintln!("SKIPPED: ../shared/data is absent");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("wavecrn-eval-peers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("p.json");
+    let table = xtask(&[
+        "eval",
+        "--model",
+        "models/wavecrn-denoise-causal.onnx",
+        "--peers",
+        "--limit",
+        "6",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(table.contains("RNNoise (nnnoiseless)"), "{table}");
+    assert!(
+        table.contains("spectral error") && table.contains("6k-8k"),
+        "{table}"
+    );
+    assert!(
+        table.contains("by noise type") && table.contains("competing talkers"),
+        "{table}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let systems = v["systems"].as_array().unwrap();
+    assert_eq!(systems.len(), 3);
+    for s in systems {
+        let bands = s["band_error_db"].as_object().unwrap();
+        assert_eq!(bands.len(), 7);
+        assert!(bands.values().all(|e| e.as_f64().unwrap().is_finite()));
+    }
+    // The noisy input's own spectrum is above the clean speech's: the noise adds energy.
+    let noisy = systems[0]["band_error_db"].as_object().unwrap();
+    assert!(
+        noisy.values().all(|e| e.as_f64().unwrap() > 0.0),
+        "{noisy:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
