@@ -71,7 +71,8 @@ pub fn trace(a: TraceArgs) -> Result<()> {
     };
     let net = Net::zeros(cfg.clone(), Device::Cpu);
     crate::init::initialise(&net, a.seed);
-    let reference_meta = [
+    // The reference files' keys, which `sru_baseline.load_case` reads.
+    let meta = [
         ("conv_channels", cfg.channels.to_string()),
         ("num_layers", cfg.layers.to_string()),
         ("lr", a.lr.to_string()),
@@ -80,10 +81,6 @@ pub fn trace(a: TraceArgs) -> Result<()> {
         .params()
         .iter()
         .map(|(k, t)| (k.clone(), t.shallow_clone()))
-        .collect();
-    let meta: Vec<(&str, String)> = reference_meta
-        .iter()
-        .map(|(k, v)| (*k, v.clone()))
         .collect();
     crate::run::save(&a.out.join("init.safetensors"), &cfg, &weights, &meta)?;
     let mut adam = Adam::new(a.lr);
