@@ -271,7 +271,9 @@ fn without_a_worker_the_output_is_the_delayed_dry_signal() {
 fn an_impulse_comes_out_after_exactly_the_latency() {
     let models = models();
     for preset in Preset::ALL {
-        for rate in [44_100.0, 48_000.0, 96_000.0] {
+        for rate in [
+            8_000.0, 22_050.0, 44_100.0, 48_000.0, 96_000.0, 192_000.0, 384_000.0, 768_000.0,
+        ] {
             let (mut audio, worker) = stream::stream(&models, preset, rate, 1, 64).unwrap();
             let latency = audio.latency();
             let _thread =
@@ -289,19 +291,26 @@ fn an_impulse_comes_out_after_exactly_the_latency() {
 #[test]
 fn the_audio_side_never_allocates() {
     let models = models();
-    for (preset, rate) in [
-        (Preset::LowLatency, 48_000.0),
-        (Preset::LowLatency, 44_100.0),
-        (Preset::Balanced, 48_000.0),
+    for (preset, rate, max_block) in [
+        (Preset::LowLatency, 48_000.0, 512),
+        (Preset::LowLatency, 44_100.0, 512),
+        // Small host blocks: the warm-up must still bring every buffer to its working size.
+        (Preset::LowLatency, 48_000.0, 64),
+        (Preset::LowLatency, 8_000.0, 64),
+        (Preset::LowLatency, 768_000.0, 512),
+        (Preset::Balanced, 48_000.0, 512),
     ] {
-        let (mut audio, worker) = stream::stream(&models, preset, rate, 2, 512).unwrap();
+        let (mut audio, worker) = stream::stream(&models, preset, rate, 2, max_block).unwrap();
         let thread =
             WorkerThread::spawn(worker.into_iter().collect(), Duration::from_micros(200)).unwrap();
-        let x: Vec<Vec<f32>> = (0..2).map(|c| signal(96_000, rate, c)).collect();
+        let x: Vec<Vec<f32>> = (0..2)
+            .map(|c| signal((rate * 2.0) as usize, rate, c))
+            .collect();
         let blocks: Vec<&[f32]> = x.iter().map(|c| &c[..]).collect();
         let mut at = 0;
         let mut allocations = 0;
-        for (k, n) in [512usize, 1, 17, 511, 64].iter().cycle().enumerate() {
+        let sizes = [512usize, 1, 17, 511, 64].map(|n| n.min(max_block));
+        for (k, n) in sizes.iter().cycle().enumerate() {
             if at + n > x[0].len() {
                 break;
             }
@@ -319,7 +328,10 @@ fn the_audio_side_never_allocates() {
             }
         }
         drop(thread);
-        assert_eq!(allocations, 0, "{preset:?} at {rate} Hz");
+        assert_eq!(
+            allocations, 0,
+            "{preset:?} at {rate} Hz, {max_block}-frame blocks"
+        );
         if preset.inline() {
             assert_eq!(audio.fallbacks(), 0, "an inline chain is never late");
         }

@@ -2,8 +2,11 @@
 //! the factory, the component with its audio processor and edit controller, stereo buses,
 //! activation at common rates with odd block sizes, the reported latency against a measured
 //! impulse delay, Reduction 0 % giving the delayed input bit for bit, finite output whatever
-//! comes in, parameters through saved state (`getState`/`setState`), and real noisy speech
-//! coming out cleaner.
+//! comes in, parameters through saved state (`getState`/`setState`), a Mode change (sent in
+//! `process` as a host's automation is) taking effect with its new latency only when the host
+//! restarts the plugin after `restartComponent(kLatencyChanged)`, which never comes from the
+//! audio thread, and real noisy speech coming out cleaner. `process` runs on a thread of its
+//! own, as in a host.
 //!
 //! Like the CLAP test it needs the bundle (built by `cargo xtask test` with the audio-thread
 //! allocation check, see `clap_host.rs`) and skips with a message without it, unless
@@ -13,15 +16,21 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr::null_mut;
+use std::sync::Mutex;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use vst3::Steinberg::Vst::{
     AudioBusBuffers, AudioBusBuffers__type0, BusDirections_, IAudioProcessor, IAudioProcessorTrait,
-    IComponent, IComponentTrait, IEditController, IEditControllerTrait, MediaTypes_, ParamID,
-    ParameterInfo, ProcessData, ProcessModes_, ProcessSetup, SpeakerArr, SymbolicSampleSizes_,
+    IComponent, IComponentHandler, IComponentHandlerTrait, IComponentTrait, IEditController,
+    IEditControllerTrait, IParamValueQueue, IParamValueQueueTrait, IParameterChanges,
+    IParameterChangesTrait, MediaTypes_, ParamID, ParamValue, ParameterInfo, ProcessData,
+    ProcessModes_, ProcessSetup, RestartFlags_, SpeakerArr, SymbolicSampleSizes_,
 };
 use vst3::Steinberg::{
-    kResultOk, tresult, IBStream, IBStreamTrait, IBStream_::IStreamSeekMode_, IPluginBaseTrait,
-    IPluginFactory, IPluginFactoryTrait, PClassInfo, TUID,
+    int32, kInvalidArgument, kResultOk, tresult, IBStream, IBStreamTrait,
+    IBStream_::IStreamSeekMode_, IPluginBaseTrait, IPluginFactory, IPluginFactoryTrait, PClassInfo,
+    TUID,
 };
 use vst3::{Class, ComPtr, ComWrapper, Interface};
 use wavecrn_tests::repo_root;
@@ -34,6 +43,7 @@ struct Loaded {
     component: ComPtr<IComponent>,
     processor: ComPtr<IAudioProcessor>,
     controller: ComPtr<IEditController>,
+    handler: ComWrapper<ComponentHandler>,
     params: HashMap<String, ParamID>,
     // Last: the library must outlive every object it made.
     _library: libloading::Library,
@@ -95,10 +105,17 @@ fn load() -> Option<Loaded> {
             let end = info.title.iter().position(|&c| c == 0).unwrap_or(128);
             params.insert(String::from_utf16_lossy(&info.title[..end]), info.id);
         }
+        let handler = ComWrapper::new(ComponentHandler::default());
+        let handler_ptr = handler.to_com_ptr::<IComponentHandler>().unwrap();
+        assert_eq!(
+            controller.setComponentHandler(handler_ptr.as_ptr()),
+            kResultOk
+        );
         Some(Loaded {
             component,
             processor,
             controller,
+            handler,
             params,
             _library: library,
         })
@@ -138,6 +155,21 @@ impl Loaded {
         input: &[Vec<f32>],
         offline: bool,
     ) -> (Vec<Vec<f32>>, u32) {
+        let (out, latency, _) = self.run_with_changes(rate, blocks, input, offline, &|_, _| vec![]);
+        (out, latency)
+    }
+
+    /// [`Self::run`], with `changes(block, frames)` giving each block's parameter changes
+    /// (id, sample offset, normalised value), handed to `process` as hosts hand automation.
+    /// Also returns the id of the thread `process` ran on.
+    fn run_with_changes(
+        &self,
+        rate: f64,
+        blocks: &[usize],
+        input: &[Vec<f32>],
+        offline: bool,
+        changes: &(dyn Fn(usize, usize) -> Vec<(ParamID, i32, f64)> + Sync),
+    ) -> (Vec<Vec<f32>>, u32, ThreadId) {
         let max = *blocks.iter().max().unwrap();
         let mode = if offline {
             ProcessModes_::kOffline
@@ -183,49 +215,198 @@ impl Loaded {
             }
             assert_eq!(self.component.setActive(1), kResultOk);
             let latency = self.processor.getLatencySamples();
-            assert_eq!(self.processor.setProcessing(1), kResultOk);
-            let mut block_in = vec![vec![0.0f32; max]; 2];
-            let (mut start, mut k) = (0, 0);
-            while start < len {
-                let n = blocks[k % blocks.len()].min(len - start);
-                for (b, x) in block_in.iter_mut().zip(input) {
-                    b[..n].copy_from_slice(&x[start..start + n]);
-                }
-                let mut in_ptrs: Vec<*mut f32> =
-                    block_in.iter_mut().map(|b| b.as_mut_ptr()).collect();
-                let mut out_ptrs: Vec<*mut f32> =
-                    out.iter_mut().map(|o| o[start..].as_mut_ptr()).collect();
-                let bus = |ptrs: &mut Vec<*mut f32>| AudioBusBuffers {
-                    numChannels: 2,
-                    silenceFlags: 0,
-                    __field0: AudioBusBuffers__type0 {
-                        channelBuffers32: ptrs.as_mut_ptr(),
-                    },
-                };
-                let (mut in_bus, mut out_bus) = (bus(&mut in_ptrs), bus(&mut out_ptrs));
-                let mut data = ProcessData {
-                    processMode: mode,
-                    symbolicSampleSize: SymbolicSampleSizes_::kSample32 as i32,
-                    numSamples: n as i32,
-                    numInputs: 1,
-                    numOutputs: 1,
-                    inputs: &mut in_bus,
-                    outputs: &mut out_bus,
-                    inputParameterChanges: null_mut(),
-                    outputParameterChanges: null_mut(),
-                    inputEvents: null_mut(),
-                    outputEvents: null_mut(),
-                    processContext: null_mut(),
-                };
-                assert_eq!(self.processor.process(&mut data), kResultOk, "process");
-                start += n;
-                k += 1;
-            }
-            assert_eq!(self.processor.setProcessing(0), kResultOk);
+            let processor = &self.processor;
+            let out = &mut out;
+            let audio_thread = std::thread::scope(|scope| {
+                scope
+                    .spawn(move || {
+                        assert_eq!(processor.setProcessing(1), kResultOk);
+                        let mut block_in = vec![vec![0.0f32; max]; 2];
+                        let (mut start, mut k) = (0, 0);
+                        while start < len {
+                            let n = blocks[k % blocks.len()].min(len - start);
+                            for (b, x) in block_in.iter_mut().zip(input) {
+                                b[..n].copy_from_slice(&x[start..start + n]);
+                            }
+                            let mut in_ptrs: Vec<*mut f32> =
+                                block_in.iter_mut().map(|b| b.as_mut_ptr()).collect();
+                            let mut out_ptrs: Vec<*mut f32> =
+                                out.iter_mut().map(|o| o[start..].as_mut_ptr()).collect();
+                            let bus = |ptrs: &mut Vec<*mut f32>| AudioBusBuffers {
+                                numChannels: 2,
+                                silenceFlags: 0,
+                                __field0: AudioBusBuffers__type0 {
+                                    channelBuffers32: ptrs.as_mut_ptr(),
+                                },
+                            };
+                            let (mut in_bus, mut out_bus) = (bus(&mut in_ptrs), bus(&mut out_ptrs));
+                            let block_changes =
+                                ComWrapper::new(ParameterChanges::new(changes(k, n)));
+                            let block_changes =
+                                block_changes.to_com_ptr::<IParameterChanges>().unwrap();
+                            let mut data = ProcessData {
+                                processMode: mode,
+                                symbolicSampleSize: SymbolicSampleSizes_::kSample32 as i32,
+                                numSamples: n as i32,
+                                numInputs: 1,
+                                numOutputs: 1,
+                                inputs: &mut in_bus,
+                                outputs: &mut out_bus,
+                                inputParameterChanges: block_changes.as_ptr(),
+                                outputParameterChanges: null_mut(),
+                                inputEvents: null_mut(),
+                                outputEvents: null_mut(),
+                                processContext: null_mut(),
+                            };
+                            assert_eq!(processor.process(&mut data), kResultOk, "process");
+                            assert_eq!(
+                                processor.getLatencySamples(),
+                                latency,
+                                "latency changed while active"
+                            );
+                            start += n;
+                            k += 1;
+                        }
+                        assert_eq!(processor.setProcessing(0), kResultOk);
+                        std::thread::current().id()
+                    })
+                    .join()
+                    .expect("the audio thread")
+            });
             assert_eq!(self.component.setActive(0), kResultOk);
-            latency
+            (latency, audio_thread)
         };
-        (out, latency)
+        (out, latency.0, latency.1)
+    }
+
+    /// Waits up to two seconds for the plugin to ask the host for a latency restart; returns
+    /// the threads it asked from, and forgets them.
+    fn latency_restarts(&self) -> Vec<ThreadId> {
+        let latency = RestartFlags_::kLatencyChanged as i32;
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            let asked: Vec<ThreadId> = self
+                .handler
+                .restarts
+                .lock()
+                .unwrap()
+                .drain(..)
+                .filter(|(flags, _)| flags & latency != 0)
+                .map(|(_, thread)| thread)
+                .collect();
+            if !asked.is_empty() || Instant::now() > until {
+                return asked;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The host's side of the edit controller: records the restarts the plugin asks for.
+#[derive(Default)]
+struct ComponentHandler {
+    restarts: Mutex<Vec<(i32, ThreadId)>>,
+}
+
+impl Class for ComponentHandler {
+    type Interfaces = (IComponentHandler,);
+}
+
+impl IComponentHandlerTrait for ComponentHandler {
+    unsafe fn beginEdit(&self, _id: ParamID) -> tresult {
+        kResultOk
+    }
+    unsafe fn performEdit(&self, _id: ParamID, _value: ParamValue) -> tresult {
+        kResultOk
+    }
+    unsafe fn endEdit(&self, _id: ParamID) -> tresult {
+        kResultOk
+    }
+    unsafe fn restartComponent(&self, flags: int32) -> tresult {
+        let thread = std::thread::current().id();
+        self.restarts.lock().unwrap().push((flags, thread));
+        kResultOk
+    }
+}
+
+/// One parameter's changes within a block.
+struct ValueQueue {
+    id: ParamID,
+    points: Vec<(i32, f64)>,
+}
+
+impl Class for ValueQueue {
+    type Interfaces = (IParamValueQueue,);
+}
+
+impl IParamValueQueueTrait for ValueQueue {
+    unsafe fn getParameterId(&self) -> ParamID {
+        self.id
+    }
+    unsafe fn getPointCount(&self) -> int32 {
+        self.points.len() as int32
+    }
+    unsafe fn getPoint(&self, index: int32, offset: *mut int32, value: *mut ParamValue) -> tresult {
+        let Some(&(at, v)) = self.points.get(index as usize) else {
+            return kInvalidArgument;
+        };
+        // SAFETY: valid out-pointers from the caller.
+        unsafe {
+            *offset = at;
+            *value = v;
+        }
+        kResultOk
+    }
+    unsafe fn addPoint(&self, _offset: int32, _value: ParamValue, _index: *mut int32) -> tresult {
+        kInvalidArgument
+    }
+}
+
+/// A block's parameter changes, one queue per parameter, as hosts hand them to `process`.
+struct ParameterChanges {
+    queues: Vec<ComWrapper<ValueQueue>>,
+}
+
+impl ParameterChanges {
+    fn new(changes: Vec<(ParamID, i32, f64)>) -> Self {
+        let mut by_id: Vec<(ParamID, Vec<(i32, f64)>)> = Vec::new();
+        for (id, at, v) in changes {
+            match by_id.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, points)) => points.push((at, v)),
+                None => by_id.push((id, vec![(at, v)])),
+            }
+        }
+        let queues = by_id
+            .into_iter()
+            .map(|(id, mut points)| {
+                points.sort_by_key(|p| p.0);
+                ComWrapper::new(ValueQueue { id, points })
+            })
+            .collect();
+        Self { queues }
+    }
+}
+
+impl Class for ParameterChanges {
+    type Interfaces = (IParameterChanges,);
+}
+
+impl IParameterChangesTrait for ParameterChanges {
+    unsafe fn getParameterCount(&self) -> int32 {
+        self.queues.len() as int32
+    }
+    unsafe fn getParameterData(&self, index: int32) -> *mut IParamValueQueue {
+        self.queues
+            .get(index as usize)
+            .and_then(|q| q.as_com_ref::<IParamValueQueue>())
+            .map_or(null_mut(), |q| q.as_ptr())
+    }
+    unsafe fn addParameterData(
+        &self,
+        _id: *const ParamID,
+        _index: *mut int32,
+    ) -> *mut IParamValueQueue {
+        null_mut()
     }
 }
 
@@ -311,11 +492,12 @@ fn hosts_see_an_honest_glitch_free_denoiser() {
     ] {
         assert!(plugin.params.contains_key(name), "parameter {name}");
     }
-    for rate in [44_100.0, 48_000.0] {
+    for rate in [8_000.0, 44_100.0, 48_000.0, 192_000.0, 768_000.0] {
         // Mode is a three-step parameter: normalised 0, 0.5, 1.
         for mode in [0.0, 0.5, 1.0] {
             plugin.set(&[("Mode", mode), ("Reduction", 0.0)]);
-            let input = impulse_and_noise(rate as usize * 5);
+            // Long enough for Quality's latency at 8 kHz (2.65 s) to be under half of it.
+            let input = impulse_and_noise(rate as usize * 6);
             let (out, latency) = plugin.run(rate, &[1, 17, 511, 4096], &input, false);
             let latency = latency as usize;
             assert_delayed_exactly(&input, &out, latency, &format!("mode {mode} at {rate} Hz"));
@@ -325,6 +507,51 @@ fn hosts_see_an_honest_glitch_free_denoiser() {
             );
         }
     }
+}
+
+#[test]
+fn a_mode_change_waits_for_the_hosts_restart() {
+    let Some(plugin) = load() else { return };
+    let rate = 48_000.0;
+    let input = impulse_and_noise(rate as usize * 5);
+    plugin.set(&[("Mode", 0.0), ("Reduction", 0.0)]);
+    // The first activation reports a latency the host has not seen: nice-plug asks for a
+    // restart then. After that, no restart without a reason.
+    plugin.run(rate, &[512], &input, true);
+    plugin.latency_restarts();
+    let (out, quality) = plugin.run(rate, &[512], &input, true);
+    assert_delayed_exactly(&input, &out, quality as usize, "Quality");
+
+    // Mode -> Low latency (normalised 1) in the last frame of the fourth block, through
+    // `process`: the plugin asks for a restart, from a thread other than the audio thread,
+    // and keeps Quality, and its latency, until the host restarts it.
+    let mode = plugin.id("Mode");
+    let (out, latency, audio_thread) =
+        plugin.run_with_changes(rate, &[512], &input, true, &|k, n| match k {
+            3 => vec![(mode, n as i32 - 1, 1.0)],
+            _ => vec![],
+        });
+    assert_eq!(latency, quality);
+    assert_delayed_exactly(&input, &out, quality as usize, "Quality until the restart");
+    let asked = plugin.latency_restarts();
+    assert!(
+        !asked.is_empty(),
+        "no restartComponent(kLatencyChanged) after a Mode change"
+    );
+    assert!(
+        asked.iter().all(|t| *t != audio_thread),
+        "restartComponent called from the audio thread"
+    );
+
+    // The host restarts the plugin (deactivates and activates it): Low latency, measured.
+    let (out, low_latency) = plugin.run(rate, &[64, 1, 17], &input, true);
+    assert!(low_latency < quality / 10, "{low_latency} vs {quality}");
+    assert_delayed_exactly(
+        &input,
+        &out,
+        low_latency as usize,
+        "Low latency after the restart",
+    );
 }
 
 #[test]

@@ -86,8 +86,12 @@ impl StreamResampler {
         } else if live {
             // Of the sinc lengths that suit, the one whose measured delay is nearest a whole
             // number of output samples, so dropping whole samples aligns the output.
+            // Downsampling, the filter's taps are input samples: above 48 kHz to 16 kHz its
+            // length grows with the rate, so it spans the same time and cuts the band above
+            // the model's as sharply as at 48 kHz (at the same latency in ms).
+            let scale = (from / to / 3.0).ceil().max(1.0) as usize;
             let mut best: Option<(f64, usize, f64)> = None;
-            for sinc_len in (8..=16).map(|i| i * 8) {
+            for sinc_len in (8..=16).map(|i| i * 8 * scale) {
                 let delay = measure_delay(sinc(sinc_len, LIVE_CHUNK, 1)?, from, to)?;
                 let off = (delay - delay.round()).abs();
                 if best.is_none_or(|(o, _, _)| off + 1e-6 < o) {
@@ -277,7 +281,8 @@ impl StreamResampler {
 fn measure_delay(mut r: Async<f32>, from: f64, to: f64) -> Result<f64> {
     let freq = from.min(to) / 200.0;
     let n = r.input_frames_max();
-    let blocks = (16_384 / n).max(8);
+    // A second of input at most, and at least 16 384 samples.
+    let blocks = (16_384.max(from as usize / 20) / n).max(8);
     let w_in = 2.0 * std::f64::consts::PI * freq / from;
     let w_out = 2.0 * std::f64::consts::PI * freq / to;
     let mut out = Vec::new();
@@ -439,6 +444,41 @@ mod tests {
             eprintln!("{from} -> {to}: max error {err}");
             // Aligned to within a fifth of a sample at 44.1 kHz, exactly elsewhere.
             assert!(err < 0.01, "{from} -> {to}: max error {err}");
+        }
+    }
+
+    /// What a converter to 16 kHz lets through of a tone above 8 kHz, in dB below the tone.
+    fn rejection_db(r: StreamResampler, from: f64, freq: f64) -> f64 {
+        let n = (from * 0.5) as usize;
+        let y = run_with(r, &sine(freq, from, n), 4096);
+        let tail = &y[y.len() / 4..y.len() * 3 / 4];
+        let p = tail.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / tail.len() as f64;
+        -10.0 * (p / 0.125).max(1e-30).log10()
+    }
+
+    #[test]
+    fn every_host_rate_down_to_the_model_rejects_the_band_above() {
+        for from in [
+            48_000.0, 96_000.0, 192_000.0, 384_000.0, 768_000.0, 705_600.0,
+        ] {
+            for freq in [9_000.0, 12_000.0, 20_000.0, from * 0.45] {
+                let file =
+                    rejection_db(StreamResampler::new(from, 16_000.0, 1).unwrap(), from, freq);
+                let live = rejection_db(
+                    StreamResampler::low_latency(from, 16_000.0, 1).unwrap(),
+                    from,
+                    freq,
+                );
+                eprintln!("{from} Hz, tone at {freq} Hz: file {file:.1} dB, live {live:.1} dB");
+                // At 48 kHz: 44 dB at 9 kHz (the transition band), over 130 dB from 12 kHz; the
+                // file path at 768 kHz lets through the most, 73 dB down near its Nyquist.
+                if freq >= 12_000.0 {
+                    assert!(
+                        file > 70.0 && live > 70.0,
+                        "{from} Hz, {freq} Hz: {file} / {live}"
+                    );
+                }
+            }
         }
     }
 

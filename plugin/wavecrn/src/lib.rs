@@ -29,6 +29,8 @@ pub struct Wavecrn {
     streams: Vec<AudioSide>,
     worker: Option<WorkerThread>,
     active: usize,
+    /// A Mode change is waiting for the host to restart the plugin (see `process`).
+    restart_requested: bool,
     offline: bool,
     sample_rate: f32,
     bypass_state: f32,
@@ -45,6 +47,7 @@ impl Default for Wavecrn {
             streams: Vec::new(),
             worker: None,
             active: 0,
+            restart_requested: false,
             offline: false,
             sample_rate: 48_000.0,
             bypass_state: 0.0,
@@ -147,14 +150,19 @@ impl Plugin for Wavecrn {
             }
         }
         self.streams = streams;
+        // A Mode change that asked for this restart takes effect here, with its latency.
         self.active = self.params.mode.value().index();
+        self.restart_requested = false;
         self.offline = config.process_mode == ProcessMode::Offline;
         self.sample_rate = config.sample_rate;
         self.reduction = vec![0.0; max_block];
         self.gain = vec![0.0; max_block];
         self.bypass = vec![0.0; max_block];
         self.bypass_state = if self.params.bypass.value() { 1.0 } else { 0.0 };
-        context.set_latency_samples(self.streams[self.active].latency() as u32);
+        if context.plugin_api() != PluginApi::Standalone {
+            // Reported only here: hosts read a plugin's latency when it activates.
+            context.set_latency_samples(self.streams[self.active].latency() as u32);
+        }
         true
     }
 
@@ -184,12 +192,21 @@ impl Plugin for Wavecrn {
         if self.streams.is_empty() {
             return ProcessStatus::Error("not activated");
         }
-        let mode = self.params.mode.value().index();
-        if mode != self.active {
-            self.streams[mode].reset();
-            self.active = mode;
-            context.set_latency_samples(self.streams[mode].latency() as u32);
+        let wanted = self.params.mode.value().index();
+        if wanted != self.active {
+            if context.plugin_api() == PluginApi::Standalone {
+                // No host to report latency to: switch at once.
+                self.streams[wanted].reset();
+                self.active = wanted;
+            } else if !self.restart_requested {
+                // CLAP and VST3 let the latency change only while the plugin is deactivated:
+                // ask the host for a restart and keep the current mode, and its latency, until
+                // then. The new mode starts in the next `activate`.
+                context.request_restart();
+                self.restart_requested = true;
+            }
         }
+        let mode = self.active;
         let listen_noise = self.params.listen_noise.value();
         let bypass_target = if self.params.bypass.value() { 1.0 } else { 0.0 };
         let bypass_step = 1.0 / (BYPASS_FADE_SECONDS * self.sample_rate);

@@ -99,7 +99,15 @@ impl AudioSide {
         }
         let silence = vec![0.0f32; self.max_block];
         let block = vec![&silence[..]; self.channels];
-        for _ in 0..4 {
+        // Room for the most any buffer on the chain holds (frames wait up to the latency for
+        // their processed selves, and arrive in bursts), then a run through to size the rest.
+        // Sizing by warm-up alone missed bursts at small host blocks (64 frames).
+        let room = 2 * self.latency + 4 * self.max_block + 4096;
+        if let Some(w) = &mut self.inline {
+            w.reserve(room);
+        }
+        let blocks = room.div_ceil(self.max_block);
+        for _ in 0..blocks.max(4) {
             self.process(&block, false);
         }
         self.reset();

@@ -190,6 +190,13 @@ pub fn stream(
     Ok((audio, worker))
 }
 
+/// The lowest host rate a stream runs at.
+pub const MIN_HOST_RATE: f64 = 8_000.0;
+/// The highest host rate a stream runs at: the highest a CLAP validator tries (DXD sessions run
+/// at 352.8 and 384 kHz). Everything above the model's band is passed through gain-tracked,
+/// as at 48 kHz.
+pub const MAX_HOST_RATE: f64 = 768_000.0;
+
 fn fade_frames(host_rate: f64) -> usize {
     (host_rate * 0.001).round() as usize
 }
@@ -202,9 +209,11 @@ pub fn latency(
     host_rate: f64,
     max_block: usize,
 ) -> Result<usize> {
-    if !(8_000.0..=384_000.0).contains(&host_rate) {
+    if !(MIN_HOST_RATE..=MAX_HOST_RATE).contains(&host_rate) {
         return Err(Error::Input(format!(
-            "cannot stream at {host_rate} Hz (8 kHz to 384 kHz)"
+            "cannot stream at {host_rate} Hz ({} kHz to {} kHz)",
+            MIN_HOST_RATE / 1000.0,
+            MAX_HOST_RATE / 1000.0
         )));
     }
     let model_rate = models.bidirectional.config().sample_rate as f64;

@@ -83,6 +83,26 @@ impl WorkerSide {
         })
     }
 
+    /// Gives every buffer room for `frames` frames, so an inline chain never grows one on the
+    /// audio thread.
+    pub(super) fn reserve(&mut self, frames: usize) {
+        let ch = self.channels;
+        self.frames.reserve(frames * ch);
+        self.mixed.reserve(frames * ch);
+        let c = &mut self.chain;
+        for v in self
+            .planar
+            .iter_mut()
+            .chain(&mut c.dry)
+            .chain(&mut c.wet)
+            .chain(&mut c.low)
+            .chain(&mut c.at_model_rate)
+            .chain(&mut c.denoised)
+        {
+            v.reserve(frames);
+        }
+    }
+
     /// Processes whatever input is waiting. Returns whether there was any.
     pub fn poll(&mut self) -> Result<bool> {
         let epoch = self.shared.epoch.load(Ordering::Acquire);
