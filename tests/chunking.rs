@@ -42,7 +42,19 @@ fn snr_db(reference: &[f32], test: &[f32]) -> f64 {
 }
 
 fn chunked(model: &Model, x: &[Vec<f32>], sizes: Chunking, piece: usize) -> (Vec<Vec<f32>>, usize) {
-    let mut d = ChunkedDenoiser::new(model, x.len(), sizes).unwrap();
+    chunked_jobs(model, x, sizes, piece, 1)
+}
+
+fn chunked_jobs(
+    model: &Model,
+    x: &[Vec<f32>],
+    sizes: Chunking,
+    piece: usize,
+    jobs: usize,
+) -> (Vec<Vec<f32>>, usize) {
+    let mut d = ChunkedDenoiser::new(model, x.len(), sizes)
+        .unwrap()
+        .with_jobs(jobs);
     let mut out = vec![vec![]; x.len()];
     let mut most = 0;
     for at in (0..x[0].len()).step_by(piece) {
@@ -112,4 +124,27 @@ fn piece_size_does_not_change_the_output() {
         chunked(&m, &x, sizes, 1).0,
         chunked(&m, &x, sizes, 30_000).0
     );
+}
+
+#[test]
+fn windows_in_parallel_give_the_same_output_bit_for_bit() {
+    let sizes = Chunking {
+        chunk: 4800,
+        context: 960,
+        fade: 480,
+    };
+    let m = model("small_bidir");
+    for len in [47, 4800, 23_456, 60_000] {
+        let x = vec![signal(len, 5), signal(len, 6)];
+        let one = chunked(&m, &x, sizes, 1000).0;
+        for (jobs, piece) in [(2, 1000), (3, 7), (16, 60_000)] {
+            let (many, most) = chunked_jobs(&m, &x, sizes, piece, jobs);
+            assert_eq!(many, one, "length {len}, {jobs} jobs, pieces of {piece}");
+            // The input held grows to the windows run at once, no further.
+            assert!(
+                most <= jobs * sizes.chunk + 2 * sizes.context + sizes.fade + piece,
+                "buffered {most} samples with {jobs} jobs"
+            );
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask bench-stream`: figures for the real-time path with the shipped models, printed,
-//! never asserted. For each mode, on 20 s of real noisy speech (stereo, 48 kHz, 512-frame
-//! blocks):
+//! never asserted. For each host rate asked for (`--rate`, 48 kHz unless given, repeatable)
+//! and each mode, on 20 s of real noisy speech (stereo, 512-frame blocks):
 //!
 //! - the latency reported to the host, at 64- and 512-frame blocks;
+//! - the heap memory the stream holds (both halves: rings, converters, model state);
 //! - the worker's real-time factor (its processing time / audio time), on this thread; for
 //!   the Low latency preset, whose chain runs on the audio thread, the audio thread's;
 //! - the audio thread's time per block, median and 99th percentile;
@@ -22,9 +23,9 @@ use wavecrn_engine::{LoadOptions, Model};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Host sample rate.
-    #[arg(long, default_value_t = 48_000.0)]
-    rate: f64,
+    /// Host sample rates (repeat the option, or separate with commas).
+    #[arg(long, value_delimiter = ',', default_value = "48000")]
+    rate: Vec<f64>,
     /// Seconds of audio.
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
@@ -118,9 +119,21 @@ pub fn run(a: Args) -> Result<()> {
         &read("wavecrn-denoise.onnx")?,
         &read("wavecrn-denoise-causal.onnx")?,
     )?;
-    let rate = a.rate;
+    for &rate in &a.rate {
+        rate_rows(&a, &models, rate)?;
+    }
+    println!(
+        "window reach of the bidirectional model at 16 kHz, channel 0 (context = look-ahead, \
+         0.96 s kept): {}",
+        window_reach(&a, &models.bidirectional)?
+    );
+    Ok(())
+}
+
+/// One row per mode at host rate `rate`.
+fn rate_rows(a: &Args, models: &StreamModels, rate: f64) -> Result<()> {
     let input = (0..2)
-        .map(|c| noisy_speech(&a, rate, c))
+        .map(|c| noisy_speech(a, rate, c))
         .collect::<Result<Vec<_>>>()?;
     let frames = input[0].len();
     println!(
@@ -128,8 +141,9 @@ pub fn run(a: Args) -> Result<()> {
         a.seconds
     );
     for preset in Preset::ALL {
-        let lat64 = stream::latency(&models, preset, rate, 64)?;
-        let (mut audio, mut worker) = stream::stream(&models, preset, rate, 2, 512)?;
+        let lat64 = stream::latency(models, preset, rate, 64)?;
+        let before = crate::heap::live_bytes();
+        let (mut audio, mut worker) = stream::stream(models, preset, rate, 2, 512)?;
         let latency = audio.latency();
         let (mut worker_time, mut block_times) = (0.0f64, Vec::new());
         let mut wet: Vec<Vec<f32>> = (0..2).map(|_| Vec::with_capacity(frames)).collect();
@@ -155,6 +169,11 @@ pub fn run(a: Args) -> Result<()> {
             }
             at += n;
         }
+        // What the stream holds once it has run (its buffers grow to their working size),
+        // less this loop's own records.
+        let records =
+            wet.iter().map(|w| w.capacity() * 4).sum::<usize>() + block_times.capacity() * 8;
+        let held = crate::heap::live_bytes().saturating_sub(before + records);
         block_times.sort_by(f64::total_cmp);
         let pct = |p: f64| block_times[((block_times.len() - 1) as f64 * p) as usize] * 1e6;
         let model = match preset {
@@ -177,10 +196,12 @@ pub fn run(a: Args) -> Result<()> {
             fidelity += &format!(" ({} with the stream's converters)", snr(true)?);
         }
         println!(
-            "{preset:?}: latency {:.1} ms at 512-frame blocks ({:.1} ms at 64); {} RTF {:.3}; \
-             audio thread {:.1} us median, {:.1} us p99 per block; fallbacks {}; {fidelity}",
+            "{preset:?}: latency {:.1} ms at 512-frame blocks ({:.1} ms at 64); heap {:.1} MB; \
+             {} RTF {:.3}; audio thread {:.1} us median, {:.1} us p99 per block; fallbacks {}; \
+             {fidelity}",
             latency as f64 / rate * 1e3,
             lat64 as f64 / rate * 1e3,
+            held as f64 / 1e6,
             if preset.inline() { "inline" } else { "worker" },
             worker_time / a.seconds,
             pct(0.5),
@@ -188,10 +209,5 @@ pub fn run(a: Args) -> Result<()> {
             audio.fallbacks(),
         );
     }
-    println!(
-        "window reach of the bidirectional model at 16 kHz, channel 0 (context = look-ahead, \
-         0.96 s kept): {}",
-        window_reach(&a, &models.bidirectional)?
-    );
     Ok(())
 }

@@ -6,12 +6,16 @@ mod eval;
 mod export;
 mod gpu_check;
 mod gpu_pack;
+mod heap;
 mod libtorch;
 mod peers;
 mod test;
 mod train;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static HEAP: heap::Counting = heap::Counting;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "wavecrn project tasks")]

@@ -50,6 +50,10 @@ struct DenoiseArgs {
     /// 16 on a GPU, 1 on the CPU, where batching brings no speed.
     #[arg(long)]
     batch: Option<usize>,
+    /// Pieces of audio (30 s windows) run at once, one thread each. Default: every core on the
+    /// CPU, 1 on a GPU. The output is the same whatever the number.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,13 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
         .batch
         .unwrap_or(if device == Device::Cuda { 16 } else { 1 })
         .max(1);
+    let workers = args
+        .jobs
+        .unwrap_or_else(|| match device {
+            Device::Cuda => 1,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+        .max(1);
 
     // Work out every output path, and refuse clashes, before touching anything.
     let mut jobs = vec![];
@@ -117,7 +128,7 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
     }
     let mut failed = 0;
     for group in pipeline::group_by_length(&jobs, batch) {
-        let results = pipeline::denoise_together(&model, &group, !args.quiet);
+        let results = pipeline::denoise_together(&model, &group, !args.quiet, workers);
         for ((input, output), result) in group.iter().zip(results) {
             match result {
                 Ok(report) => {

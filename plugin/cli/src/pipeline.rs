@@ -90,10 +90,11 @@ pub fn read_all(path: &Path) -> Result<(Spec, Vec<Vec<f32>>)> {
 const READ: usize = 1 << 16;
 
 /// Denoises `input` into `output` (same format, rate and channels, same length).
-/// Returns a one-line summary.
+/// Returns a one-line summary. Runs on every core.
 pub fn denoise_file(model: &Model, input: &Path, output: &Path, progress: bool) -> Result<String> {
     let job = [(input.to_path_buf(), output.to_path_buf())];
-    denoise_together(model, &job, progress)
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    denoise_together(model, &job, progress, workers)
         .pop()
         .expect("one result per job")
 }
@@ -139,13 +140,14 @@ pub fn denoise_together(
     model: &Model,
     jobs: &[(PathBuf, PathBuf)],
     progress: bool,
+    workers: usize,
 ) -> Vec<Result<String>> {
     let started = Instant::now();
     let mut lanes: Vec<Result<Lane>> = jobs
         .iter()
         .map(|(input, output)| Lane::open(model, input, output))
         .collect();
-    let run = run_lanes(model, &mut lanes, progress);
+    let run = run_lanes(model, &mut lanes, progress, workers);
     let took = started.elapsed().as_secs_f64();
     let together = if jobs.len() > 1 {
         format!(", in a batch of {}", jobs.len())
@@ -287,13 +289,19 @@ impl Lane {
 const HOLD: usize = 16;
 
 /// Runs every lane that opened through one chunked denoiser, channels side by side.
-fn run_lanes(model: &Model, lanes: &mut [Result<Lane>], progress: bool) -> Result<()> {
+fn run_lanes(
+    model: &Model,
+    lanes: &mut [Result<Lane>],
+    progress: bool,
+    workers: usize,
+) -> Result<()> {
     let mut live: Vec<&mut Lane> = lanes.iter_mut().filter_map(|l| l.as_mut().ok()).collect();
     if live.is_empty() {
         return Ok(());
     }
     let channels: usize = live.iter().map(|l| l.spec.channels).sum();
-    let mut denoiser = ChunkedDenoiser::new(model, channels, Chunking::for_model(model))?;
+    let mut denoiser =
+        ChunkedDenoiser::new(model, channels, Chunking::for_model(model))?.with_jobs(workers);
     let bar = progress_bar(&live[0].spec, progress && live.len() == 1);
     let mut raw: Vec<Vec<Vec<f32>>> = live.iter().map(|l| planar(l.spec.channels)).collect();
     let mut clean = planar(channels);

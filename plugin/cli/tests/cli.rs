@@ -518,3 +518,26 @@ fn device_choice_falls_back_or_refuses_clearly() {
     assert!(!out.status.success() && err.contains("CUDA"), "{err}");
     assert!(!cuda.exists());
 }
+
+#[test]
+fn any_number_of_jobs_gives_the_same_file() {
+    // 95 s, stereo: four 30 s windows, the last one short.
+    let dir = scratch("jobs");
+    let input = dir.join("in.wav");
+    let n = 95 * 16_000;
+    let spec = hound::WavSpec {
+        channels: 2,
+        ..PCM16_MONO
+    };
+    write_wav(&input, spec, &[noise(n, 11), noise(n, 12)]);
+    let written = |jobs: &str| {
+        let output = dir.join(format!("out{jobs}.wav"));
+        let out = run(&["denoise", s(&input), "-o", s(&output), "--jobs", jobs, "--quiet"]);
+        assert!(out.status.success(), "--jobs {jobs}");
+        std::fs::read(&output).unwrap()
+    };
+    let one = written("1");
+    for jobs in ["2", "3"] {
+        assert!(written(jobs) == one, "--jobs {jobs} wrote a different file");
+    }
+}

@@ -53,6 +53,8 @@ pub struct ChunkedDenoiser<'m> {
     next: usize,
     /// The faded-out end of the previous window, waiting for the next window's fade-in.
     tail: Vec<Vec<f32>>,
+    /// Windows run at once, each on a thread of its own.
+    jobs: usize,
 }
 
 impl<'m> ChunkedDenoiser<'m> {
@@ -78,7 +80,16 @@ impl<'m> ChunkedDenoiser<'m> {
             pushed: 0,
             next: 0,
             tail: vec![vec![]; channels],
+            jobs: 1,
         })
+    }
+
+    /// Runs up to `jobs` windows at once, on as many threads. The output is the same, bit for
+    /// bit, as one at a time (every window is computed alone either way); the input held grows
+    /// to `jobs` windows.
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
     }
 
     /// Adds input (one slice per channel, equal lengths) and appends the output that is
@@ -95,20 +106,33 @@ impl<'m> ChunkedDenoiser<'m> {
             buf.extend_from_slice(x);
         }
         self.pushed += n;
-        while self.pushed >= self.kept_end(self.next) + self.sizes.context {
-            self.run_window(false, output)?;
+        loop {
+            let ready: Vec<(usize, bool)> = (self.next..self.next + self.jobs)
+                .take_while(|&k| self.pushed >= self.kept_end(k) + self.sizes.context)
+                .map(|k| (k, false))
+                .collect();
+            // Wait for a full group: what is read arrives in order, one window at a time.
+            if ready.len() < self.jobs {
+                return Ok(());
+            }
+            self.run_windows(&ready, output)?;
         }
-        Ok(())
     }
 
     /// Processes what is left; afterwards the output is exactly as long as the input.
     pub fn finish(&mut self, output: &mut [Vec<f32>]) -> Result<()> {
-        while self.kept_start(self.next) < self.pushed {
-            let last = self.kept_end(self.next) + self.sizes.context > self.pushed;
-            self.run_window(last, output)?;
+        let mut rest = Vec::new();
+        let mut k = self.next;
+        while self.kept_start(k) < self.pushed {
+            let last = self.kept_end(k) + self.sizes.context > self.pushed;
+            rest.push((k, last));
             if last {
                 break;
             }
+            k += 1;
+        }
+        for group in rest.chunks(self.jobs) {
+            self.run_windows(group, output)?;
         }
         // A signal ending exactly at a chunk boundary leaves a tail with no successor.
         for (o, t) in output.iter_mut().zip(&mut self.tail) {
@@ -125,19 +149,76 @@ impl<'m> ChunkedDenoiser<'m> {
         (k + 1) * self.sizes.chunk + self.sizes.fade / 2
     }
 
-    fn run_window(&mut self, last: bool, output: &mut [Vec<f32>]) -> Result<()> {
-        let k = self.next;
-        let (fade, ctx) = (self.sizes.fade, self.sizes.context);
+    /// Where window `k` keeps its output (`start..end`) and what it reads (`from..to`).
+    fn span(&self, k: usize, last: bool) -> (usize, usize, usize, usize) {
+        let ctx = self.sizes.context;
         let start = self.kept_start(k);
         let end = if last { self.pushed } else { self.kept_end(k) };
-        let from = start.saturating_sub(ctx);
-        let to = (end + ctx).min(self.pushed);
-        let len = to - from;
-        let mut batch = Vec::with_capacity(len * self.channels);
-        for buf in &self.input {
-            batch.extend_from_slice(&buf[from - self.buffer_start..to - self.buffer_start]);
+        (
+            start,
+            end,
+            start.saturating_sub(ctx),
+            (end + ctx).min(self.pushed),
+        )
+    }
+
+    /// Runs the windows `group` (consecutive, from `self.next`) through the model, at once
+    /// when there are several, and appends their output in order.
+    fn run_windows(&mut self, group: &[(usize, bool)], output: &mut [Vec<f32>]) -> Result<()> {
+        let batches: Vec<Vec<f32>> = group
+            .iter()
+            .map(|&(k, last)| {
+                let (_, _, from, to) = self.span(k, last);
+                let mut batch = Vec::with_capacity((to - from) * self.channels);
+                for buf in &self.input {
+                    batch.extend_from_slice(&buf[from - self.buffer_start..to - self.buffer_start]);
+                }
+                batch
+            })
+            .collect();
+        let (model, channels) = (self.model, self.channels);
+        let outputs: Vec<Result<Vec<f32>>> = if batches.len() == 1 {
+            vec![model.denoise(&batches[0], channels)]
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = batches
+                    .iter()
+                    .map(|b| scope.spawn(move || model.denoise(b, channels)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|r| {
+                        r.join().unwrap_or_else(|_| {
+                            Err(Error::Inference("a window's thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for (&(k, last), out) in group.iter().zip(outputs) {
+            self.assemble(k, last, &out?, output);
         }
-        let out = self.model.denoise(&batch, self.channels)?;
+        // Drop input no later window needs.
+        let keep_from = self
+            .kept_start(self.next)
+            .saturating_sub(self.sizes.context)
+            .min(self.pushed);
+        if keep_from > self.buffer_start {
+            for buf in &mut self.input {
+                buf.drain(..keep_from - self.buffer_start);
+            }
+            self.buffer_start = keep_from;
+        }
+        Ok(())
+    }
+
+    /// Appends window `k`'s kept output (`out`, the model's output for its whole span),
+    /// crossfaded into the previous window's tail.
+    fn assemble(&mut self, k: usize, last: bool, out: &[f32], output: &mut [Vec<f32>]) {
+        debug_assert_eq!(k, self.next);
+        let fade = self.sizes.fade;
+        let (start, end, from, to) = self.span(k, last);
+        let len = to - from;
         let fade_in = if k == 0 { 0 } else { fade };
         for (ch, o) in output.iter_mut().enumerate() {
             let y = &out[ch * len + (start - from)..ch * len + (end - from)];
@@ -156,18 +237,6 @@ impl<'m> ChunkedDenoiser<'m> {
             }
         }
         self.next += 1;
-        // Drop input no later window needs.
-        let keep_from = self
-            .kept_start(self.next)
-            .saturating_sub(ctx)
-            .min(self.pushed);
-        if keep_from > self.buffer_start {
-            for buf in &mut self.input {
-                buf.drain(..keep_from - self.buffer_start);
-            }
-            self.buffer_start = keep_from;
-        }
-        Ok(())
     }
 
     /// Samples currently buffered per channel (for checking that memory stays bounded).
