@@ -184,7 +184,7 @@ impl Loaded {
 
     /// Reads one of the host's records.
     fn record<R>(&self, read: impl FnOnce(&Shared) -> R) -> R {
-        self.instance.access_shared_handler(|s| read(s))
+        self.instance.access_shared_handler(read)
     }
 
     /// Activates at `rate`, processes `input` (planar) in blocks cycling through `blocks` (as

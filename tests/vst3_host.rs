@@ -282,7 +282,7 @@ impl Loaded {
     /// Waits up to two seconds for the plugin to ask the host for a latency restart; returns
     /// the threads it asked from, and forgets them.
     fn latency_restarts(&self) -> Vec<ThreadId> {
-        let latency = RestartFlags_::kLatencyChanged as i32;
+        let latency = RestartFlags_::kLatencyChanged;
         let until = Instant::now() + Duration::from_secs(2);
         loop {
             let asked: Vec<ThreadId> = self
