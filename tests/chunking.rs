@@ -41,6 +41,13 @@ fn snr_db(reference: &[f32], test: &[f32]) -> f64 {
     10.0 * (p / e.max(1e-30)).log10()
 }
 
+/// Windows of 0.3 s with 60 ms of context at 16 kHz: many windows in a short signal.
+const SHORT_WINDOWS: Chunking = Chunking {
+    chunk: 4800,
+    context: 960,
+    fade: 480,
+};
+
 fn chunked(model: &Model, x: &[Vec<f32>], sizes: Chunking, piece: usize) -> (Vec<Vec<f32>>, usize) {
     chunked_jobs(model, x, sizes, piece, 1)
 }
@@ -96,11 +103,7 @@ fn chunked_output_matches_whole_signal_output() {
 
 #[test]
 fn memory_stays_bounded() {
-    let sizes = Chunking {
-        chunk: 4800,
-        context: 960,
-        fade: 480,
-    };
+    let sizes = SHORT_WINDOWS;
     let m = model("small_causal");
     let x = vec![signal(200_000, 3)];
     let (out, most) = chunked(&m, &x, sizes, 3000);
@@ -113,11 +116,7 @@ fn memory_stays_bounded() {
 
 #[test]
 fn piece_size_does_not_change_the_output() {
-    let sizes = Chunking {
-        chunk: 4800,
-        context: 960,
-        fade: 480,
-    };
+    let sizes = SHORT_WINDOWS;
     let m = model("small_bidir");
     let x = vec![signal(30_000, 4)];
     assert_eq!(
@@ -128,11 +127,7 @@ fn piece_size_does_not_change_the_output() {
 
 #[test]
 fn windows_in_parallel_give_the_same_output_bit_for_bit() {
-    let sizes = Chunking {
-        chunk: 4800,
-        context: 960,
-        fade: 480,
-    };
+    let sizes = SHORT_WINDOWS;
     let m = model("small_bidir");
     for len in [47, 4800, 23_456, 60_000] {
         let x = vec![signal(len, 5), signal(len, 6)];

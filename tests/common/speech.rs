@@ -74,6 +74,23 @@ pub fn assert_delayed_exactly(input: &[Vec<f32>], out: &[Vec<f32>], latency: usi
     }
 }
 
+/// After a Mode change to Low latency and the host's restart: the latency is Low latency's
+/// (a small fraction of Quality's), and the impulse comes out after exactly that.
+pub fn assert_restarted_into_low_latency(
+    input: &[Vec<f32>],
+    out: &[Vec<f32>],
+    latency: u32,
+    quality: u32,
+) {
+    assert!(latency < quality / 10, "{latency} vs {quality}");
+    assert_delayed_exactly(
+        input,
+        out,
+        latency as usize,
+        "Low latency after the restart",
+    );
+}
+
 /// The plugin's output (first channel, `latency` frames late) is at least 1 dB closer to
 /// `clean` than `noisy` was.
 pub fn assert_cleaner(clean: &[f32], noisy: &[f32], out: &[f32], latency: usize, what: &str) {

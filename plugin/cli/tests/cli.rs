@@ -532,7 +532,15 @@ fn any_number_of_jobs_gives_the_same_file() {
     write_wav(&input, spec, &[noise(n, 11), noise(n, 12)]);
     let written = |jobs: &str| {
         let output = dir.join(format!("out{jobs}.wav"));
-        let out = run(&["denoise", s(&input), "-o", s(&output), "--jobs", jobs, "--quiet"]);
+        let out = run(&[
+            "denoise",
+            s(&input),
+            "-o",
+            s(&output),
+            "--jobs",
+            jobs,
+            "--quiet",
+        ]);
         assert!(out.status.success(), "--jobs {jobs}");
         std::fs::read(&output).unwrap()
     };
