@@ -3,7 +3,8 @@
 //! Real-time factor (processing time / audio time) of the paper configuration on 10 s of audio,
 //! one thread, for the fused engine and for tract's plain Scan, and the recurrence kernel alone
 //! per variant. Weights are the reference file's when present (speed does not depend on them),
-//! else random ones of the paper's shapes.
+//! else random ones of the paper's shapes. Last, the whole process as a user runs it (see
+//! `bench_process`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +26,15 @@ pub struct Args {
     /// Also time tract's plain Scan path (slow: one small graph per time step).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     scan: bool,
+    /// Seconds of audio for the whole-process row (`wavecrn denoise` as a user runs it);
+    /// 0 leaves the row out.
+    #[arg(long, default_value_t = 60.0)]
+    process_seconds: f64,
+    /// A Python with torch and sru 2.3.5: the whole-process row then times the original
+    /// network's forward pass on the same audio (tests/python/sru_baseline.py) and prints the
+    /// ratio.
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 /// Deterministic pseudo-random numbers in [-scale, scale).
@@ -181,6 +191,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cfg.layers,
             t * cfg.layers as f64 / audio_s
         );
+    }
+    if args.process_seconds > 0.0 {
+        let audio = noise((args.process_seconds * 16_000.0) as usize, 11, 0.3);
+        crate::bench_process::run(&onnx, &audio, args.process_seconds, args.python.as_deref())?;
     }
     Ok(())
 }

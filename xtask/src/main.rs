@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
 mod bench;
+mod bench_process;
 mod bench_stream;
 mod eval;
 mod export;
