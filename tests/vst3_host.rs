@@ -552,6 +552,61 @@ fn a_mode_change_waits_for_the_hosts_restart() {
 }
 
 #[test]
+fn every_parameter_automated_at_random_offsets() {
+    let Some(plugin) = load() else { return };
+    let rate = 48_000.0;
+    let len = rate as usize * 3;
+    let x: Vec<f32> = (0..len)
+        .map(|i| (i as f32 * 0.013).sin() * 0.3 + ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.05)
+        .collect();
+    let input = [x.clone(), x];
+    let ids: Vec<ParamID> = plugin.params.values().copied().collect();
+    // A small deterministic generator, shared by the audio thread's change lists.
+    let state = Mutex::new(7u64);
+    let next = || {
+        let mut s = state.lock().unwrap();
+        *s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for round in 0..3 {
+        let (out, _, audio_thread) = plugin.run_with_changes(
+            rate,
+            &[1, 17, 511, 4096, 64],
+            &input,
+            round == 1,
+            &|_, n| {
+                let count = (next() * 4.0) as usize;
+                (0..count)
+                    .map(|_| {
+                        let id = ids[(next() * ids.len() as f64) as usize % ids.len()];
+                        let at = match (next() * 3.0) as usize {
+                            0 => 0,
+                            1 => n - 1,
+                            _ => (next() * n as f64) as usize % n,
+                        };
+                        (id, at as i32, next())
+                    })
+                    .collect()
+            },
+        );
+        for c in &out {
+            assert!(
+                c.iter().all(|v| v.is_finite() && v.abs() < 16.0),
+                "round {round}: output not finite or out of bounds"
+            );
+        }
+        // As a host does: restart when asked (the next round activates again).
+        let asked = plugin.latency_restarts();
+        assert!(
+            asked.iter().all(|t| *t != audio_thread),
+            "restartComponent called from the audio thread"
+        );
+    }
+}
+
+#[test]
 fn output_is_finite_and_normal_whatever_comes_in() {
     let Some(plugin) = load() else { return };
     plugin.set(&[("Mode", 1.0), ("Reduction", 1.0)]);
