@@ -29,7 +29,7 @@ use wavecrn_tests::repo_root;
 mod speech;
 use speech::{
     assert_cleaner, assert_delayed_exactly, assert_restarted_into_low_latency, impulse_and_noise,
-    noisy_speech,
+    noisy_speech, tone_and_noise,
 };
 
 /// What the host records of the plugin's calls into it.
@@ -406,11 +406,7 @@ fn a_mode_change_waits_for_the_hosts_restart() {
 fn every_parameter_automated_and_modulated_at_random_offsets() {
     let Some(mut plugin) = load() else { return };
     let rate = 48_000.0;
-    let len = rate as usize * 3;
-    let x: Vec<f32> = (0..len)
-        .map(|i| (i as f32 * 0.013).sin() * 0.3 + ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.05)
-        .collect();
-    let input = [x.clone(), x];
+    let input = tone_and_noise(rate as usize * 3);
     let ranges = plugin.ranges.clone();
     let mut rng = Lcg(7);
     // As a host does: whenever the plugin asks for a restart, restart it and go on.

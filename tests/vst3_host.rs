@@ -39,7 +39,7 @@ use wavecrn_tests::repo_root;
 mod speech;
 use speech::{
     assert_cleaner, assert_delayed_exactly, assert_restarted_into_low_latency, impulse_and_noise,
-    noisy_speech,
+    noisy_speech, tone_and_noise,
 };
 
 struct Loaded {
@@ -555,11 +555,7 @@ fn a_mode_change_waits_for_the_hosts_restart() {
 fn every_parameter_automated_at_random_offsets() {
     let Some(plugin) = load() else { return };
     let rate = 48_000.0;
-    let len = rate as usize * 3;
-    let x: Vec<f32> = (0..len)
-        .map(|i| (i as f32 * 0.013).sin() * 0.3 + ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.05)
-        .collect();
-    let input = [x.clone(), x];
+    let input = tone_and_noise(rate as usize * 3);
     let ids: Vec<ParamID> = plugin.params.values().copied().collect();
     // A small deterministic generator, shared by the audio thread's change lists.
     let state = Mutex::new(7u64);

@@ -52,6 +52,15 @@ pub fn impulse_and_noise(len: usize) -> Vec<Vec<f32>> {
     vec![x, noise]
 }
 
+/// Two identical channels of `len` frames: a tone with a little deterministic noise, for
+/// automation tests.
+pub fn tone_and_noise(len: usize) -> Vec<Vec<f32>> {
+    let x: Vec<f32> = (0..len)
+        .map(|i| (i as f32 * 0.013).sin() * 0.3 + ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.05)
+        .collect();
+    vec![x.clone(), x]
+}
+
 /// The dry path through a plugin: the impulse appears after exactly the reported `latency`
 /// and both channels are the input, delayed, bit for bit.
 pub fn assert_delayed_exactly(input: &[Vec<f32>], out: &[Vec<f32>], latency: usize, what: &str) {
