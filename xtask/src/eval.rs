@@ -187,9 +187,7 @@ pub fn run(args: Args) -> Result<()> {
             .expect("valid template"),
     );
     let next = AtomicUsize::new(0);
-    let threads = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args.jobs.unwrap_or_else(wavecrn_cli::pipeline::cores);
     let scoring = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {

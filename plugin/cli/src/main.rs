@@ -93,7 +93,7 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
         .jobs
         .unwrap_or_else(|| match device {
             Device::Cuda => 1,
-            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            _ => pipeline::cores(),
         })
         .max(1);
 

@@ -89,12 +89,16 @@ pub fn read_all(path: &Path) -> Result<(Spec, Vec<Vec<f32>>)> {
 /// Frames read per step.
 const READ: usize = 1 << 16;
 
+/// The cores this process may use (1 where the system cannot say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Denoises `input` into `output` (same format, rate and channels, same length).
 /// Returns a one-line summary. Runs on every core.
 pub fn denoise_file(model: &Model, input: &Path, output: &Path, progress: bool) -> Result<String> {
     let job = [(input.to_path_buf(), output.to_path_buf())];
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    denoise_together(model, &job, progress, workers)
+    denoise_together(model, &job, progress, cores())
         .pop()
         .expect("one result per job")
 }
