@@ -2,8 +2,8 @@
 //!
 //! Installs what the tests need and nothing else does: a Python venv with onnx and
 //! onnxruntime (pinned in tests/python/requirements.txt), the slim LibTorch the trainer
-//! builds against (`cargo xtask libtorch`), and the ALSA and JACK headers the standalone app
-//! builds against. Builds the plugin bundles (the CLAP and VST3 host tests load them) and the
+//! builds against (`cargo xtask libtorch`), the ALSA and JACK headers the standalone app
+//! builds against, and Xvfb with software OpenGL for the editor test. Builds the plugin bundles (the CLAP and VST3 host tests load them) and the
 //! standalone app with nice-plug's allocation check on the audio thread, then runs every test of the workspace in release mode (the reference cases
 //! are slow unoptimised).
 
@@ -72,23 +72,39 @@ fn python_venv(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// The ALSA and JACK development packages (Debian names), installed when pkg-config lacks them.
-fn audio_headers() -> Result<()> {
-    let have = Command::new("pkg-config")
+/// What the build and the tests need from the system (Debian names): the ALSA and JACK
+/// headers the standalone app builds against, and for the editor test an X server (Xvfb)
+/// with software OpenGL and the X libraries the editor loads at run time. Installed when
+/// missing.
+fn system_packages() -> Result<()> {
+    let headers = Command::new("pkg-config")
         .args(["--exists", "alsa", "jack"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !have {
+    let xvfb = Command::new("sh")
+        .args(["-c", "command -v Xvfb"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !headers || !xvfb {
         status(Command::new("apt-get").arg("update").arg("-q"))?;
-        status(Command::new("apt-get").args([
-            "install",
-            "-y",
-            "-q",
-            "pkg-config",
-            "libasound2-dev",
-            "libjack-jackd2-dev",
-        ]))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args([
+                    "pkg-config",
+                    "libasound2-dev",
+                    "libjack-jackd2-dev",
+                    "xvfb",
+                    "libgl1-mesa-dri",
+                    "libglx-mesa0",
+                    "libx11-xcb1",
+                    "libxcursor1",
+                    "libxkbcommon-x11-0",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
     }
     Ok(())
 }
@@ -100,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
         .to_path_buf();
     let python = python_venv(&root)?;
     crate::libtorch::ensure(&root, false)?;
-    audio_headers()?;
+    system_packages()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // One build gives the CLAP and VST3 bundles and the standalone app, in the `checked`
     // profile: release code that aborts on any allocation inside process(), so the host tests

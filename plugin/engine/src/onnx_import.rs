@@ -10,7 +10,9 @@ use tract_onnx::pb;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::onnx_export::{float_values, HALF_SUFFIX, META_CONFIG};
+use crate::onnx_export::{
+    float_values, ModelInfo, HALF_SUFFIX, META_CONFIG, META_NAME, META_VERSION,
+};
 use crate::weights::{Tensor, Weights};
 
 /// The configuration and the float initializers (float16 ones widened, under their float32
@@ -138,10 +140,29 @@ pub fn weights_from_onnx(bytes: &[u8]) -> Result<Weights> {
     Weights::new(config, tensors)
 }
 
+/// The name and version a model file carries in its metadata (empty where it has none),
+/// read without loading the network.
+pub fn model_info(bytes: &[u8]) -> Result<ModelInfo> {
+    let proto = pb::ModelProto::decode(bytes)
+        .map_err(|e| Error::Model(format!("not an ONNX file ({e})")))?;
+    let meta = |key: &str| {
+        proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.clone())
+            .unwrap_or_default()
+    };
+    Ok(ModelInfo {
+        name: meta(META_NAME),
+        version: meta(META_VERSION),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx_export::{store_weights_as_f16, to_onnx_bytes, ModelInfo};
+    use crate::onnx_export::{store_weights_as_f16, to_onnx_bytes};
 
     /// Random weights of a configuration, every value distinct so a mixed-up layout shows
     /// (but `scale_x` 1 where a layer has no skip path to scale: the graph leaves it out).
@@ -202,5 +223,24 @@ mod tests {
             }
         }
         assert!(weights_from_onnx(b"not a model").is_err());
+    }
+
+    #[test]
+    fn model_info_reads_the_name_and_version_without_loading() {
+        let w = random_weights(ModelConfig {
+            channels: 8,
+            layers: 1,
+            ..ModelConfig::default()
+        });
+        let info = ModelInfo {
+            name: "test-model".into(),
+            version: "7.1".into(),
+        };
+        let read = model_info(&to_onnx_bytes(&w, &info)).unwrap();
+        assert_eq!(
+            (read.name.as_str(), read.version.as_str()),
+            ("test-model", "7.1")
+        );
+        assert!(model_info(b"not a model").is_err());
     }
 }

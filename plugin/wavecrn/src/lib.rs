@@ -5,6 +5,8 @@
 //! active stream and mixes its aligned dry and denoised outputs. Channels are denoised
 //! independently (stereo is two mono streams in one batch), so the stereo image is kept.
 
+pub mod editor;
+pub mod meters;
 pub mod mix;
 pub mod params;
 
@@ -13,9 +15,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nice_plug::prelude::*;
+use nice_plug_egui::RepaintNotifier;
+use wavecrn_engine::onnx_import::model_info;
 use wavecrn_engine::shipped;
 use wavecrn_engine::stream::{self, step_toward, AudioSide, Preset, StreamModels, WorkerThread};
 
+use crate::editor::{EditorShared, WavecrnEditor};
+use crate::meters::{Meters, Reading};
 use crate::mix::{mix, Controls};
 use crate::params::WavecrnParams;
 
@@ -37,6 +43,10 @@ pub struct Wavecrn {
     reduction: Vec<f32>,
     gain: Vec<f32>,
     bypass: Vec<f32>,
+    /// Levels and state for the editor, and the reading the audio thread is summing.
+    meters: Arc<Meters>,
+    reading: Reading,
+    repaint: RepaintNotifier,
 }
 
 impl Default for Wavecrn {
@@ -54,8 +64,32 @@ impl Default for Wavecrn {
             reduction: Vec::new(),
             gain: Vec::new(),
             bypass: Vec::new(),
+            meters: Arc::new(Meters::default()),
+            reading: Reading::default(),
+            repaint: RepaintNotifier::new(),
         }
     }
+}
+
+/// "name version" of the model each mode runs, in [`Preset::ALL`] order, read from the
+/// shipped files' metadata once per process.
+pub fn model_labels() -> Arc<[String; 3]> {
+    static LABELS: OnceLock<Arc<[String; 3]>> = OnceLock::new();
+    LABELS
+        .get_or_init(|| {
+            let label = |bytes: &[u8]| match model_info(bytes) {
+                Ok(i) if !i.name.is_empty() => format!("{} {}", i.name, i.version),
+                Ok(_) => "unnamed model".into(),
+                Err(e) => format!("unreadable model ({e})"),
+            };
+            let bi = label(shipped::DENOISE);
+            let causal = label(shipped::DENOISE_CAUSAL);
+            Arc::new(Preset::ALL.map(|p| match p {
+                Preset::LowLatency => causal.clone(),
+                _ => bi.clone(),
+            }))
+        })
+        .clone()
 }
 
 /// The shipped models, loaded once per process on first activation.
@@ -102,12 +136,21 @@ impl Plugin for Wavecrn {
         },
     ];
 
-    type Editor = ();
+    type Editor = WavecrnEditor;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        Some(WavecrnEditor::new(EditorShared {
+            params: self.params.clone(),
+            meters: self.meters.clone(),
+            repaint: self.repaint.clone(),
+            models: model_labels(),
+        }))
     }
 
     fn activate(
@@ -159,10 +202,14 @@ impl Plugin for Wavecrn {
         self.gain = vec![0.0; max_block];
         self.bypass = vec![0.0; max_block];
         self.bypass_state = if self.params.bypass.value() { 1.0 } else { 0.0 };
+        let latency = self.streams[self.active].latency() as u32;
         if context.plugin_api() != PluginApi::Standalone {
             // Reported only here: hosts read a plugin's latency when it activates.
-            context.set_latency_samples(self.streams[self.active].latency() as u32);
+            context.set_latency_samples(latency);
         }
+        self.reading = Reading::new(config.sample_rate);
+        self.meters
+            .activated(latency, config.sample_rate, self.active);
         true
     }
 
@@ -181,6 +228,7 @@ impl Plugin for Wavecrn {
         }
         self.worker = None;
         self.streams.clear();
+        self.meters.deactivated();
     }
 
     fn process(
@@ -198,12 +246,15 @@ impl Plugin for Wavecrn {
                 // No host to report latency to: switch at once.
                 self.streams[wanted].reset();
                 self.active = wanted;
+                self.meters
+                    .switched(self.streams[wanted].latency() as u32, wanted);
             } else if !self.restart_requested {
                 // CLAP and VST3 let the latency change only while the plugin is deactivated:
                 // ask the host for a restart and keep the current mode, and its latency, until
                 // then. The new mode starts in the next `activate`.
                 context.request_restart();
                 self.restart_requested = true;
+                self.meters.set_restart_pending(true);
             }
         }
         let mode = self.active;
@@ -221,6 +272,7 @@ impl Plugin for Wavecrn {
             let mut input: [&[f32]; 2] = [&[], &[]];
             for c in 0..ch {
                 input[c] = &channels[c][at..at + len];
+                self.reading.add_input(input[c]);
             }
             audio.process(&input[..ch], self.offline);
             self.params
@@ -242,15 +294,23 @@ impl Plugin for Wavecrn {
                 listen_noise,
             };
             for (c, out) in channels.iter_mut().take(ch).enumerate() {
-                mix(
-                    audio.dry(c),
-                    audio.wet(c),
-                    &controls,
-                    &mut out[at..at + len],
-                );
+                let out = &mut out[at..at + len];
+                mix(audio.dry(c), audio.wet(c), &controls, out);
+                // What the denoiser takes away at the current Reduction, as it is heard.
+                let removed = audio
+                    .dry(c)
+                    .iter()
+                    .zip(audio.wet(c))
+                    .zip(controls.reduction.iter().zip(controls.bypass))
+                    .map(|((d, w), (r, b))| r * (d - w) * (1.0 - b));
+                self.reading.add_output(out, removed);
+            }
+            if self.reading.end_block(len, ch, &self.meters) {
+                self.repaint.request_repaint();
             }
             at += len;
         }
+        self.meters.set_fallbacks(self.fallbacks());
         ProcessStatus::Normal
     }
 }

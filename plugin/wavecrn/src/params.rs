@@ -3,6 +3,8 @@
 use nice_plug::prelude::*;
 use wavecrn_engine::stream::Preset;
 
+use crate::editor::SavedSize;
+
 /// How the denoiser runs: latency against quality.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -53,6 +55,9 @@ pub struct WavecrnParams {
     pub listen_noise: BoolParam,
     #[id = "bypass"]
     pub bypass: BoolParam,
+    /// The editor's window size (logical pixels), saved with the session.
+    #[persist = "editor-size"]
+    pub editor_size: SavedSize,
 }
 
 impl Default for WavecrnParams {
@@ -79,6 +84,7 @@ impl Default for WavecrnParams {
             mode: EnumParam::new("Mode", Mode::Quality),
             listen_noise: BoolParam::new("Listen to removed noise", false),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
+            editor_size: crate::editor::default_size(),
         }
     }
 }
