@@ -21,6 +21,7 @@ use clack_extensions::params::{
     HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer,
     ParamRescanFlags, PluginParams,
 };
+use clack_extensions::state::PluginState;
 use clack_host::events::event_types::{
     ParamGestureBeginEvent, ParamGestureEndEvent, ParamValueEvent,
 };
@@ -302,12 +303,12 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
 
     // The host's window, and the editor in it.
     let gui: PluginGui = instance.plugin_handle().get_extension().expect("has a GUI");
-    let config = GuiConfiguration {
+    let gui_config = GuiConfiguration {
         api_type: GuiApiType::X11,
         is_floating: false,
     };
-    assert!(gui.is_api_supported(&instance.plugin_handle(), config));
-    gui.create(&instance.plugin_handle(), config)
+    assert!(gui.is_api_supported(&instance.plugin_handle(), gui_config));
+    gui.create(&instance.plugin_handle(), gui_config)
         .expect("the editor opens");
     let size = gui.get_size(&instance.plugin_handle()).expect("a size");
     assert!(size.width >= 300 && size.height >= 300, "{size:?}");
@@ -330,7 +331,8 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
     )
     .unwrap();
     conn.map_window(parent).unwrap();
-    conn.flush().unwrap();
+    // A round trip, so the server has made the window before the plugin's connection uses it.
+    conn.get_input_focus().unwrap().reply().unwrap();
     // SAFETY: the parent window lives until the end of the test, after `destroy`.
     unsafe {
         gui.set_parent(
@@ -510,8 +512,66 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
     );
 
     instance.deactivate(processor.stop_processing());
+
+    // The host resizes the window; the new size is saved with the session, and a new
+    // instance given that state opens at it.
+    assert!(gui.can_resize(&instance.plugin_handle()));
+    let resized = GuiSize {
+        width: 600,
+        height: 520,
+    };
+    conn.configure_window(
+        parent,
+        &x11rb::protocol::xproto::ConfigureWindowAux::new()
+            .width(resized.width)
+            .height(resized.height),
+    )
+    .unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+    gui.set_size(&instance.plugin_handle(), resized)
+        .expect("the editor takes the host's size");
+    let start = Instant::now();
+    let mut saved = Vec::new();
+    loop {
+        if instance.access_shared_handler(|s| s.callback_requested.swap(false, Ordering::SeqCst)) {
+            instance.call_on_main_thread_callback();
+        }
+        saved.clear();
+        let handle = instance.plugin_handle();
+        let state: PluginState = handle.get_extension().expect("state extension");
+        state.save(&handle, &mut saved).unwrap();
+        if String::from_utf8_lossy(&saved).contains("[600,520]") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the saved state never held the new size: {}",
+            String::from_utf8_lossy(&saved)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A few frames at the new size before the picture.
+    std::thread::sleep(Duration::from_millis(500));
+    let after_resize = Shot::grab(&conn, parent, 600, 520);
+    after_resize.save(&dir.join("editor-resized.png"));
     gui.destroy(&instance.plugin_handle());
     assert!(!instance.access_shared_handler(|s| s.closed.load(Ordering::SeqCst)));
+
+    let mut other =
+        PluginInstance::<Host>::new(|_| Shared::default(), |_| MainThread, &entry, &id, &info)
+            .unwrap();
+    {
+        let handle = other.plugin_handle();
+        let state: PluginState = handle.get_extension().unwrap();
+        state.load(&handle, &mut saved.as_slice()).unwrap();
+    }
+    let gui_other: PluginGui = other.plugin_handle().get_extension().unwrap();
+    gui_other
+        .create(&other.plugin_handle(), gui_config)
+        .expect("the editor opens");
+    let size = gui_other.get_size(&other.plugin_handle()).unwrap();
+    assert_eq!((size.width, size.height), (600, 520));
+    gui_other.destroy(&other.plugin_handle());
 }
 
 /// The "Balanced" button's centre in the default-size editor, in window pixels.

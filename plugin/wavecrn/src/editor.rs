@@ -338,7 +338,7 @@ fn trace(ui: &mut egui::Ui, meters: &Meters, history: &mut Vec<f32>) {
     let seconds = HISTORY_POINTS as f32 * READING_SECONDS;
     ui.label(format!("Removed, last {seconds:.0} s"));
     // Leave room below for the status lines (up to four with both warnings).
-    let height = (ui.available_height() - 120.0).clamp(50.0, 240.0);
+    let height = (ui.available_height() - 150.0).clamp(50.0, 240.0);
     let (rect, _) = ui.allocate_exact_size(Vec2::new(ui.available_width(), height), Sense::hover());
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, 2.0, Color32::from_gray(28));
