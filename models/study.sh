@@ -20,6 +20,20 @@ declare -A rows=(
   [crop2]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02 --babble 0.4 --seconds 2 --batch 4"
   [snr]="--channels 64 --layers 2 --lr 1e-3 --lr-end 1e-3 --stft-loss 0.02 --babble 0.4 --snr -5 20"
 )
+# Continuation rows (session 9): each starts from the Quality model shipped at that session's
+# start (commit 2a98362; `git show 2a98362:models/wavecrn-denoise.onnx > start.onnx` and
+# INIT=start.onnx to repeat them exactly), 100 warm-up steps to 3e-4 and a half cosine to 3e-5
+# over 6,000 steps of 8 audio-seconds each; 45 CPU-minutes at most.
+INIT=${INIT:-models/wavecrn-denoise.onnx}
+continued=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
+  --threads 1 --cpu-minutes 45 --valid-every 1000)
+cont="--channels 128 --layers 4 --init $INIT --lr 3e-4 --lr-end 3e-5 --warmup 100 --steps 6000"
+rows+=(
+  [c-base]="$cont --babble 0.4 --stft-loss 0.02"
+  [c-crop4]="$cont --babble 0.4 --stft-loss 0.02 --seconds 4 --batch 2"
+  [c-stft01]="$cont --babble 0.4 --stft-loss 0.1"
+  [c-crop4-talk]="$cont --babble 0.6 --talkers 1 3 --stft-loss 0.02 --seconds 4 --batch 2"
+)
 if [ $# -eq 0 ]; then
   for r in "${!rows[@]}"; do echo "$r: ${rows[$r]}"; done
   exit 0
@@ -32,7 +46,10 @@ for row in "$@"; do
   resume=()
   [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
   # shellcheck disable=SC2086
-  nice -n 10 "$trainer" train "${common[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
+  budget=("${common[@]}")
+  # Continuation rows bring their own schedule.
+  [[ $row == c-* ]] && budget=("${continued[@]}")
+  nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done
 wait

@@ -23,7 +23,6 @@ use clack_host::events::event_types::{ParamModEvent, ParamValueEvent};
 use clack_host::events::io::EventBuffer;
 use clack_host::prelude::*;
 use clack_host::utils::ClapId;
-use wavecrn_tests::repo_root;
 
 #[path = "common/speech.rs"]
 mod speech;
@@ -97,16 +96,7 @@ struct Loaded {
 }
 
 fn load() -> Option<Loaded> {
-    let path = repo_root().join("target/bundled/WaveCRN Denoise.clap");
-    if !path.exists() {
-        assert!(
-            std::env::var_os("WAVECRN_REQUIRE_BUNDLE").is_none(),
-            "{} is missing: run `cargo xtask bundle wavecrn --release`",
-            path.display()
-        );
-        eprintln!("SKIPPED: {} is missing", path.display());
-        return None;
-    }
+    let path = wavecrn_tests::built_bundle("WaveCRN Denoise.clap")?;
     // SAFETY: the bundle is this repository's own plugin.
     let entry = unsafe { PluginEntry::load(&path) }.expect("the bundle loads");
     let info = HostInfo::new("wavecrn tests", "wavecrn", "https://example.invalid", "1").unwrap();

@@ -155,6 +155,103 @@ impl HostHandlers for Host {
     }
 }
 
+/// The host's audio side: noisy speech (or silence) through the plugin in real time, block by
+/// block, recording the parameter events the plugin sends out.
+struct Audio {
+    processor: StartedPluginAudioProcessor<Host>,
+    input: Vec<Vec<f32>>,
+    output: Vec<Vec<f32>>,
+    ports: (AudioPorts, AudioPorts),
+    in_events: EventBuffer,
+    out_events: EventBuffer,
+    /// Where in the speech the next block starts.
+    at: usize,
+    /// Parameter values the plugin sent to the host.
+    seen_out: Vec<(ClapId, f64)>,
+    /// Gestures begun and ended.
+    gestures: (usize, usize),
+}
+
+impl Audio {
+    /// Runs `seconds` of `speech` (or silence), `host_events` in the first block; between
+    /// blocks the host runs the plugin's main-thread callbacks, and the editor draws at its
+    /// own pace.
+    fn run(
+        &mut self,
+        instance: &mut PluginInstance<Host>,
+        speech: &[f32],
+        seconds: f64,
+        silent: bool,
+        host_events: &[ParamValueEvent],
+    ) {
+        let start = Instant::now();
+        let blocks = (seconds * RATE / BLOCK as f64) as usize;
+        for b in 0..blocks {
+            for ch in self.input.iter_mut() {
+                for (i, v) in ch.iter_mut().enumerate() {
+                    *v = if silent {
+                        0.0
+                    } else {
+                        speech[(self.at + i) % speech.len()]
+                    };
+                }
+            }
+            self.at += BLOCK;
+            self.in_events.clear();
+            if b == 0 {
+                for e in host_events {
+                    self.in_events.push(e);
+                }
+            }
+            self.out_events.clear();
+            let ins = self.ports.0.with_input_buffers([AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_input_only(
+                    self.input
+                        .iter_mut()
+                        .map(|b| InputChannel::variable(&mut b[..])),
+                ),
+            }]);
+            let mut outs = self.ports.1.with_output_buffers([AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_output_only(
+                    self.output.iter_mut().map(|b| &mut b[..]),
+                ),
+            }]);
+            self.processor
+                .process(
+                    &ins,
+                    &mut outs,
+                    &InputEvents::from_buffer(&self.in_events),
+                    &mut OutputEvents::from_buffer(&mut self.out_events),
+                    None,
+                    None,
+                )
+                .expect("processes");
+            for e in self.out_events.iter() {
+                if let Some(v) = e.as_event::<ParamValueEvent>() {
+                    self.seen_out.push((v.param_id().unwrap(), v.value()));
+                }
+                if e.as_event::<ParamGestureBeginEvent>().is_some() {
+                    self.gestures.0 += 1;
+                }
+                if e.as_event::<ParamGestureEndEvent>().is_some() {
+                    self.gestures.1 += 1;
+                }
+            }
+            if instance
+                .access_shared_handler(|s| s.callback_requested.swap(false, Ordering::SeqCst))
+            {
+                instance.call_on_main_thread_callback();
+            }
+            let due = Duration::from_secs_f64((b + 1) as f64 * BLOCK as f64 / RATE);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
 /// An RGB screenshot.
 struct Shot {
     width: usize,
@@ -247,16 +344,9 @@ fn click(conn: &RustConnection, root: Window, window: Window, x: i16, y: i16) {
 
 #[test]
 fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
-    let bundle = repo_root().join("target/bundled/WaveCRN Denoise.clap");
-    if !bundle.exists() {
-        assert!(
-            std::env::var_os("WAVECRN_REQUIRE_BUNDLE").is_none(),
-            "{} is missing: run `cargo xtask bundle wavecrn --release`",
-            bundle.display()
-        );
-        eprintln!("SKIPPED: {} is missing", bundle.display());
+    let Some(bundle) = wavecrn_tests::built_bundle("WaveCRN Denoise.clap") else {
         return;
-    }
+    };
     let Some((_, noisy)) = speech::noisy_speech(RATE, 6.0) else {
         return;
     };
@@ -350,111 +440,26 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
         max_frames_count: BLOCK as u32,
     };
     let processor = instance.activate(|_, _| (), config).unwrap();
-    let mut processor = processor.start_processing().unwrap();
-    let mut input = vec![vec![0.0f32; BLOCK]; 2];
-    let mut output = vec![vec![0.0f32; BLOCK]; 2];
-    let (mut in_ports, mut out_ports) = (
-        AudioPorts::with_capacity(2, 1),
-        AudioPorts::with_capacity(2, 1),
-    );
-    let mut in_events = EventBuffer::with_capacity(16);
-    let mut out_events = EventBuffer::with_capacity(256);
-    let mut at = 0;
-    let mut seen_out: Vec<(ClapId, f64)> = Vec::new();
-    let mut run_for = |seconds: f64,
-                       silent: bool,
-                       host_events: &[ParamValueEvent],
-                       instance: &mut PluginInstance<Host>,
-                       seen_out: &mut Vec<(ClapId, f64)>,
-                       begun: &mut usize,
-                       ended: &mut usize| {
-        let start = Instant::now();
-        let blocks = (seconds * RATE / BLOCK as f64) as usize;
-        for b in 0..blocks {
-            for ch in input.iter_mut() {
-                for (i, v) in ch.iter_mut().enumerate() {
-                    *v = if silent {
-                        0.0
-                    } else {
-                        noisy[(at + i) % noisy.len()]
-                    };
-                }
-            }
-            at += BLOCK;
-            in_events.clear();
-            if b == 0 {
-                for e in host_events {
-                    in_events.push(e);
-                }
-            }
-            out_events.clear();
-            let ins = in_ports.with_input_buffers([AudioPortBuffer {
-                latency: 0,
-                channels: AudioPortBufferType::f32_input_only(
-                    input.iter_mut().map(|b| InputChannel::variable(&mut b[..])),
-                ),
-            }]);
-            let mut outs = out_ports.with_output_buffers([AudioPortBuffer {
-                latency: 0,
-                channels: AudioPortBufferType::f32_output_only(
-                    output.iter_mut().map(|b| &mut b[..]),
-                ),
-            }]);
-            processor
-                .process(
-                    &ins,
-                    &mut outs,
-                    &InputEvents::from_buffer(&in_events),
-                    &mut OutputEvents::from_buffer(&mut out_events),
-                    None,
-                    None,
-                )
-                .expect("processes");
-            for e in out_events.iter() {
-                if let Some(v) = e.as_event::<ParamValueEvent>() {
-                    seen_out.push((v.param_id().unwrap(), v.value()));
-                }
-                if e.as_event::<ParamGestureBeginEvent>().is_some() {
-                    *begun += 1;
-                }
-                if e.as_event::<ParamGestureEndEvent>().is_some() {
-                    *ended += 1;
-                }
-            }
-            if instance
-                .access_shared_handler(|s| s.callback_requested.swap(false, Ordering::SeqCst))
-            {
-                instance.call_on_main_thread_callback();
-            }
-            // Real time: the editor draws at its own pace meanwhile.
-            let due = Duration::from_secs_f64((b + 1) as f64 * BLOCK as f64 / RATE);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
+    let processor = processor.start_processing().unwrap();
+    let mut audio = Audio {
+        processor,
+        input: vec![vec![0.0f32; BLOCK]; 2],
+        output: vec![vec![0.0f32; BLOCK]; 2],
+        ports: (
+            AudioPorts::with_capacity(2, 1),
+            AudioPorts::with_capacity(2, 1),
+        ),
+        in_events: EventBuffer::with_capacity(16),
+        out_events: EventBuffer::with_capacity(256),
+        at: 0,
+        seen_out: Vec::new(),
+        gestures: (0, 0),
     };
     let dir = artefacts();
-    let (mut b, mut e) = (0, 0);
-    run_for(
-        2.0,
-        false,
-        &[],
-        &mut instance,
-        &mut seen_out,
-        &mut b,
-        &mut e,
-    );
+    audio.run(&mut instance, &noisy, 2.0, false, &[]);
     let first = Shot::grab(&conn, parent, w, h);
     first.save(&dir.join("editor-1.png"));
-    run_for(
-        1.5,
-        false,
-        &[],
-        &mut instance,
-        &mut seen_out,
-        &mut b,
-        &mut e,
-    );
+    audio.run(&mut instance, &noisy, 1.5, false, &[]);
     let second = Shot::grab(&conn, parent, w, h);
     second.save(&dir.join("editor-2.png"));
     assert!(
@@ -472,37 +477,30 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
 
     // A click on "Balanced" in the editor reaches the host as a Mode change, in one gesture.
     // (Where the button is, in the default layout: see target/editor-window/editor-1.png.)
-    assert!(seen_out.is_empty(), "nothing was changed yet: {seen_out:?}");
-    click(&conn, root, parent, BALANCED_AT.0, BALANCED_AT.1);
-    run_for(
-        0.6,
-        false,
-        &[],
-        &mut instance,
-        &mut seen_out,
-        &mut b,
-        &mut e,
-    );
     assert!(
-        seen_out.iter().any(|&(id, v)| id == mode && v == 1.0),
-        "the host saw no Mode change to Balanced: {seen_out:?}"
+        audio.seen_out.is_empty(),
+        "nothing was changed yet: {:?}",
+        audio.seen_out
     );
-    assert!(b >= 1 && b == e, "gestures: {b} begun, {e} ended");
+    click(&conn, root, parent, BALANCED_AT.0, BALANCED_AT.1);
+    audio.run(&mut instance, &noisy, 0.6, false, &[]);
+    assert!(
+        audio.seen_out.iter().any(|&(id, v)| id == mode && v == 1.0),
+        "the host saw no Mode change to Balanced: {:?}",
+        audio.seen_out
+    );
+    let (begun, ended) = audio.gestures;
+    assert!(
+        begun >= 1 && begun == ended,
+        "gestures: {begun} begun, {ended} ended"
+    );
 
     // A change from the host shows in the editor: Reduction to 0 moves its slider. Silence
     // first, so the meters rest and only the slider can change the picture.
-    run_for(1.0, true, &[], &mut instance, &mut seen_out, &mut b, &mut e);
+    audio.run(&mut instance, &noisy, 1.0, true, &[]);
     let before = Shot::grab(&conn, parent, w, h);
     let to_zero = [ParamValueEvent::new(0, reduction, Pckn::match_all(), 0.0)];
-    run_for(
-        0.5,
-        true,
-        &to_zero,
-        &mut instance,
-        &mut seen_out,
-        &mut b,
-        &mut e,
-    );
+    audio.run(&mut instance, &noisy, 0.5, true, &to_zero);
     let after = Shot::grab(&conn, parent, w, h);
     after.save(&dir.join("editor-3.png"));
     let slider = after.changed(&before, SLIDER_ROWS);
@@ -511,7 +509,7 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
         "the Reduction slider did not move ({slider} pixels changed)"
     );
 
-    instance.deactivate(processor.stop_processing());
+    instance.deactivate(audio.processor.stop_processing());
 
     // The host resizes the window; the new size is saved with the session, and a new
     // instance given that state opens at it.

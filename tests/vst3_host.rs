@@ -33,7 +33,6 @@ use vst3::Steinberg::{
     TUID,
 };
 use vst3::{Class, ComPtr, ComWrapper, Interface};
-use wavecrn_tests::repo_root;
 
 #[path = "common/speech.rs"]
 mod speech;
@@ -54,16 +53,7 @@ struct Loaded {
 
 /// The plugin's audio module class, instantiated and initialised as a host does on Linux.
 fn load() -> Option<Loaded> {
-    let bundle = repo_root().join("target/bundled/WaveCRN Denoise.vst3");
-    if !bundle.exists() {
-        assert!(
-            std::env::var_os("WAVECRN_REQUIRE_BUNDLE").is_none(),
-            "{} is missing: run `cargo xtask bundle wavecrn --release`",
-            bundle.display()
-        );
-        eprintln!("SKIPPED: {} is missing", bundle.display());
-        return None;
-    }
+    let bundle = wavecrn_tests::built_bundle("WaveCRN Denoise.vst3")?;
     let binary = bundle.join("Contents/x86_64-linux/WaveCRN Denoise.so");
     // SAFETY: the bundle is this repository's own plugin; the entry points have the VST3
     // SDK's signatures, and every COM call follows the SDK's order (initialise, set up,

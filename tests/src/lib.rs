@@ -43,3 +43,20 @@ pub fn reference_cases() -> Vec<PathBuf> {
     cases.extend(shared("reference/paper_bidir.safetensors"));
     cases
 }
+
+/// A bundle under `target/bundled/` (`"WaveCRN Denoise.clap"`), or `None` with a message when
+/// it has not been built; a missing bundle fails instead where `WAVECRN_REQUIRE_BUNDLE` is set
+/// (`cargo xtask test` builds them first).
+pub fn built_bundle(name: &str) -> Option<PathBuf> {
+    let path = repo_root().join("target/bundled").join(name);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("WAVECRN_REQUIRE_BUNDLE").is_none(),
+        "{} is missing: run `cargo xtask bundle wavecrn --release`",
+        path.display()
+    );
+    eprintln!("SKIPPED: {} is missing", path.display());
+    None
+}

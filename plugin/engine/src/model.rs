@@ -73,13 +73,7 @@ impl Model {
         let bad = |why: String| Error::Model(why);
         let proto = tract_onnx::pb::ModelProto::decode(bytes)
             .map_err(|e| bad(format!("not an ONNX file ({e})")))?;
-        let meta = |key: &str| {
-            proto
-                .metadata_props
-                .iter()
-                .find(|p| p.key == key)
-                .map(|p| p.value.clone())
-        };
+        let meta = |key| crate::onnx_import::metadata(&proto, key);
         let config = meta(META_CONFIG).ok_or_else(|| {
             bad(format!(
                 "no {META_CONFIG} metadata: not written by wavecrn's exporter"

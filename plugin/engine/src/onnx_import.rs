@@ -145,18 +145,20 @@ pub fn weights_from_onnx(bytes: &[u8]) -> Result<Weights> {
 pub fn model_info(bytes: &[u8]) -> Result<ModelInfo> {
     let proto = pb::ModelProto::decode(bytes)
         .map_err(|e| Error::Model(format!("not an ONNX file ({e})")))?;
-    let meta = |key: &str| {
-        proto
-            .metadata_props
-            .iter()
-            .find(|p| p.key == key)
-            .map(|p| p.value.clone())
-            .unwrap_or_default()
-    };
+    let meta = |key| metadata(&proto, key).unwrap_or_default();
     Ok(ModelInfo {
         name: meta(META_NAME),
         version: meta(META_VERSION),
     })
+}
+
+/// The metadata value stored under `key`, if any.
+pub(crate) fn metadata(proto: &pb::ModelProto, key: &str) -> Option<String> {
+    proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == key)
+        .map(|p| p.value.clone())
 }
 
 #[cfg(test)]
