@@ -46,8 +46,6 @@ pub struct EditorShared {
     pub meters: Arc<Meters>,
     /// The audio thread asks for a redraw through this when a new reading is out.
     pub repaint: RepaintNotifier,
-    /// "name version" of the model each mode runs, in [`Preset::ALL`] order.
-    pub models: Arc<[String; 3]>,
 }
 
 /// The editor nice-plug drives. It wraps an egui editor so that the window opens at the size
@@ -391,7 +389,8 @@ fn status(ui: &mut egui::Ui, shared: &EditorShared) {
     }
     ui.label(format!(
         "Model: {} ({} mode)",
-        shared.models[s.active_mode.min(2)],
+        // Read from the model files on the first frame, not when a host scans the plugin.
+        crate::model_labels()[s.active_mode.min(2)],
         preset_name(mode)
     ));
     if s.restart_pending {
@@ -458,7 +457,6 @@ mod tests {
             params: Arc::new(WavecrnParams::default()),
             meters: Arc::new(Meters::default()),
             repaint: RepaintNotifier::new(),
-            models: Arc::new(["a".into(), "a".into(), "b".into()]),
         };
         let editor = WavecrnEditor::new(shared.clone());
         let size = |e: &WavecrnEditor| {

@@ -149,7 +149,6 @@ impl Plugin for Wavecrn {
             params: self.params.clone(),
             meters: self.meters.clone(),
             repaint: self.repaint.clone(),
-            models: model_labels(),
         }))
     }
 
