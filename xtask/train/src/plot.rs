@@ -164,7 +164,15 @@ fn range(series: &[&[(f64, f64)]]) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn label(v: f64) -> String {
+/// A tick label; `step` (the distance between linear ticks) sets enough decimals that
+/// neighbouring ticks never read the same.
+fn label(v: f64, step: Option<f64>) -> String {
+    if let Some(step) = step.filter(|s| *s > 0.0 && *s < 1.0) {
+        if v.abs() < 1e5 {
+            let decimals = (-step.log10()).ceil().clamp(0.0, 6.0) as usize;
+            return format!("{v:.decimals$}");
+        }
+    }
     if v != 0.0 && (v.abs() < 0.01 || v.abs() >= 1e5) {
         format!("{v:.1e}")
     } else if v.abs() < 10.0 {
@@ -202,7 +210,10 @@ fn panel(
         let y = p.y_range.0 + f * (p.y_range.1 - p.y_range.0);
         let (_, py) = p.at(x_range.0, y);
         canvas.line((LEFT as f64, py), ((WIDTH - RIGHT) as f64, py), GRID, 1);
-        let text = label(if log_y { 10f64.powf(y) } else { y });
+        let text = match log_y {
+            true => label(10f64.powf(y), None),
+            false => label(y, Some((p.y_range.1 - p.y_range.0) / 4.0)),
+        };
         canvas.text(
             LEFT as i64 - 6 - 6 * text.len() as i64,
             py as i64 - 3,
@@ -347,6 +358,20 @@ mod tests {
     ) -> bool {
         ys.clone()
             .any(|y| xs.clone().any(|x| canvas.get(x, y) == color))
+    }
+
+    #[test]
+    fn neighbouring_tick_labels_differ_on_a_narrow_range() {
+        let (lo, hi) = (1.7325, 1.7625);
+        let step = (hi - lo) / 4.0;
+        let labels: Vec<String> = (0..=4)
+            .map(|i| label(lo + i as f64 * step, Some(step)))
+            .collect();
+        for pair in labels.windows(2) {
+            assert_ne!(pair[0], pair[1], "{labels:?}");
+        }
+        assert_eq!(label(10.0, Some(2.5)), "10");
+        assert_eq!(label(0.001, None), "1.0e-3");
     }
 
     /// A falling loss is drawn high on the left and low on the right of the top panel, a rising
