@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use egui::{self, Color32, Pos2, Sense, Stroke, Vec2};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, NativeSize};
 use nice_plug::editor::{HostMethods, SpawnedEditor};
@@ -367,7 +367,7 @@ fn trace(ui: &mut egui::Ui, meters: &Meters, history: &mut Vec<f32>) {
         painter.add(egui::Shape::line(points, Stroke::new(1.5, WARNING)));
     }
     painter.rect_stroke(
-        Rect::from_min_max(rect.min, rect.max),
+        rect,
         2.0,
         Stroke::new(1.0, Color32::from_gray(70)),
         egui::StrokeKind::Inside,
