@@ -2,7 +2,8 @@
 //! `gui` extension embeds it in a window the host made, while the audio thread runs noisy
 //! speech through the plugin. Screenshots (PNG, in `target/editor-window/`) must show a drawn
 //! editor whose meters move; a click in the editor must reach the host as a parameter change
-//! with its gesture; a change from the host must show in the editor.
+//! with its gesture; a change from the host must show in the editor; a destroy right after a
+//! create must return, and the library must stay mapped after the host unloads it.
 //!
 //! It needs the CLAP bundle (see `clap_host.rs`) and `Xvfb` (Debian's `xvfb`, which
 //! `cargo xtask test` installs); without either it says so and skips, unless
@@ -351,6 +352,8 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
         return;
     };
     let Some(xvfb) = start_xvfb() else { return };
+    // An editor call that never returns (a lost close) fails the test instead of hanging it.
+    let _watchdog = Watchdog::start(Duration::from_secs(300));
     // The plugin's window connects to the display named here (the only test in this binary).
     std::env::set_var("DISPLAY", &xvfb.display);
     let (conn, screen_index) = RustConnection::connect(Some(&xvfb.display)).unwrap();
@@ -570,6 +573,49 @@ fn the_editor_opens_with_moving_meters_and_talks_to_the_host() {
     let size = gui_other.get_size(&other.plugin_handle()).unwrap();
     assert_eq!((size.width, size.height), (600, 520));
     gui_other.destroy(&other.plugin_handle());
+
+    // A host may destroy the editor right after making it (a probe, a track closed at once):
+    // every `destroy` must return (the watchdog set at the start turns a hang into a failure).
+    for _ in 0..20 {
+        gui_other
+            .create(&other.plugin_handle(), gui_config)
+            .expect("the editor opens again");
+        gui_other.destroy(&other.plugin_handle());
+    }
+
+    // The editor's libraries leave threads behind (the clipboard's X reader, Mesa's workers),
+    // so a host that unloads the plugin must not unmap it under them.
+    drop(other);
+    drop(instance);
+    drop(entry);
+    let library = bundle.canonicalize().unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(
+        maps.contains(library.to_str().unwrap()),
+        "the plugin library was unmapped when the host unloaded it"
+    );
+}
+
+/// Ends the test process with a message unless dropped in time.
+struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+impl Watchdog {
+    fn start(limit: Duration) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                // Straight to stderr: the test harness holds back `eprintln!` until the test
+                // ends, which a hang never does.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "the editor test hung for {limit:?} (an editor call that never returned)"
+                );
+                std::process::abort();
+            }
+        });
+        Self(tx)
+    }
 }
 
 /// The "Balanced" button's centre in the default-size editor, in window pixels.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use egui::{self, Color32, Pos2, Sense, Stroke, Vec2};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, NativeSize};
-use nice_plug::editor::{HostMethods, SpawnedEditor};
+use nice_plug::editor::{EditorHandle, HostMethods, SpawnedEditor};
 use nice_plug::prelude::*;
 use nice_plug_egui::resizable_window::ResizableWindow;
 use nice_plug_egui::widgets::ParamSlider;
@@ -104,7 +104,8 @@ impl Editor for WavecrnEditor {
         gui_context: GuiContext,
         host: Option<HostMethods>,
     ) -> Result<SpawnedEditor<Self::Handle>, Box<dyn std::error::Error>> {
-        self.with_current(|e| {
+        let unparented = parent.is_none();
+        let spawned = self.with_current(|e| {
             e.spawn(
                 parent,
                 wait_for_parent,
@@ -112,7 +113,15 @@ impl Editor for WavecrnEditor {
                 gui_context,
                 host,
             )
-        })
+        })?;
+        if cfg!(target_os = "linux") && unparented {
+            // baseview's X11 window thread clears its stop flag when its event loop starts, so
+            // a close that comes before that is lost and the host's `destroy` waits forever
+            // (a CLAP host may destroy right after `create`). One answered request means the
+            // loop is running. Unmapping a window nobody mapped yet changes nothing.
+            spawned.handle.hide(&spawned.window)?;
+        }
+        Ok(spawned)
     }
 
     fn size(&self) -> NativeSize<u32> {

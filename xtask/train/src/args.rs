@@ -107,7 +107,8 @@ pub struct RunArgs {
     pub talkers: Vec<usize>,
     /// Start from these weights instead of the initialisation: a checkpoint or
     /// `best.safetensors` of an earlier run, or an exported model (`models/*.onnx`), of the
-    /// same configuration. The step count, the optimiser and the schedule start afresh.
+    /// same configuration, or of the same one with fewer layers (the added top layers start
+    /// as near-identities). The step count, the optimiser and the schedule start afresh.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Stop (with a validation and a checkpoint) once the process has used this many minutes

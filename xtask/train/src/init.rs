@@ -7,8 +7,9 @@
 //! is what eats most of a small training budget. The architecture is unchanged; only where
 //! the optimiser starts from differs from the reference recipe.
 
+use anyhow::{bail, ensure, Result};
 use tch::Tensor;
-use wavecrn_engine::ModelConfig;
+use wavecrn_engine::{ModelConfig, Weights};
 
 use crate::data::Rng;
 use crate::model::Net;
@@ -49,6 +50,66 @@ pub fn initialise(net: &Net, seed: u64) {
                 .copy_(&Tensor::from_slice(&frame).view(p.size().as_slice()));
         }
     });
+}
+
+/// Reset-gate bias of a layer [`deepen`] adds: its output is `0.95 * input + 0.05 * cell`, close
+/// enough to its input to keep what the shallower model learnt, far enough from a closed gate
+/// (where every gradient of the layer vanishes) for Adam to open it within a few hundred steps.
+pub const ADDED_LAYER_RESET_BIAS: f32 = -3.0;
+
+/// Gives `net` (already initialised) the weights of `shallow`, a trained model of the same
+/// configuration but fewer layers, and turns each added top layer into a near-identity: its
+/// reset gate is a constant `sigmoid(reset_bias)`, so the highway passes the input through and
+/// the cell adds a little. A bigger model then starts where the smaller one ended instead of
+/// from scratch, which a CPU budget cannot afford. The added layers keep their random input
+/// weights for the candidate and the forget gate, so they have something to learn from.
+pub fn deepen(net: &Net, shallow: &Weights, reset_bias: f32) -> Result<()> {
+    let (cfg, from) = (&net.config, &shallow.config);
+    let same_but_depth = ModelConfig {
+        layers: cfg.layers,
+        ..from.clone()
+    } == *cfg;
+    if !same_but_depth || from.layers >= cfg.layers {
+        bail!("can deepen only a model that differs in having fewer layers: {from:?} into {cfg:?}");
+    }
+    tch::no_grad(|| {
+        for (name, t) in shallow.tensors() {
+            let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+            net.param(name)
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&t.data).view(dims.as_slice()));
+        }
+        for layer in from.layers..cfg.layers {
+            let l = cfg.layer(layer);
+            // The highway carries the layer's own input only where widths match (k = 3).
+            ensure!(l.k == 3, "layer {layer} has no identity skip path");
+            let set = |name: &str, edit: &dyn Fn(&mut [f32])| {
+                let p = net.param(&format!("sru.rnn_lst.{layer}.{name}"));
+                let mut v = Vec::<f32>::try_from(&p.view([-1])).expect("float tensor");
+                edit(&mut v);
+                p.shallow_clone()
+                    .copy_(&Tensor::from_slice(&v).view(p.size().as_slice()));
+            };
+            let units = l.directions * l.hidden;
+            // Input weights: columns [direction][unit][k], k = (candidate, forget, reset).
+            set("weight", &|w| {
+                for column in w.chunks_mut(units * l.k) {
+                    column
+                        .iter_mut()
+                        .skip(2)
+                        .step_by(l.k)
+                        .for_each(|x| *x = 0.0);
+                }
+            });
+            // Recurrent weights and biases: [gate][direction][unit], gate 1 = reset.
+            set("weight_c", &|w| w[units..].fill(0.0));
+            set("bias", &|b| {
+                b[..units].fill(0.0);
+                b[units..].fill(reset_bias);
+            });
+        }
+        Ok(())
+    })
 }
 
 /// `channels x kernel` analysis filters (row-major) that the decoder, given the same
@@ -152,6 +213,74 @@ mod tests {
                 ..ModelConfig::default()
             });
         }
+    }
+
+    /// A deepened model computes what the shallow one did: exactly with the reset gates shut,
+    /// and within the small step the added layers' open gates make with the bias used in runs.
+    #[test]
+    fn a_deepened_model_starts_where_the_shallow_one_ended() {
+        let shallow_cfg = ModelConfig {
+            channels: 32,
+            layers: 2,
+            ..ModelConfig::default()
+        };
+        let shallow = Net::zeros(shallow_cfg.clone(), Device::Cpu);
+        initialise(&shallow, 5);
+        let tensors = shallow
+            .params()
+            .iter()
+            .map(|(name, t)| {
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                let data = Vec::<f32>::try_from(&t.view([-1])).unwrap();
+                (name.clone(), wavecrn_engine::Tensor::new(shape, data))
+            })
+            .collect();
+        let weights = Weights::new(shallow_cfg.clone(), tensors).unwrap();
+
+        let mut rng = Rng(4);
+        let x: Vec<f32> = (0..shallow_cfg.stride * 200)
+            .map(|_| rng.uniform(-0.5, 0.5) as f32)
+            .collect();
+        let input = Tensor::from_slice(&x).view([1, 1, -1]);
+        let reference = shallow.forward(&input);
+        let deep_cfg = ModelConfig {
+            layers: 4,
+            ..shallow_cfg.clone()
+        };
+        let gap = |reset_bias: f32| {
+            let deep = Net::zeros(deep_cfg.clone(), Device::Cpu);
+            initialise(&deep, 6);
+            deepen(&deep, &weights, reset_bias).unwrap();
+            let out = deep.forward(&input);
+            let err = (&out - &reference)
+                .square()
+                .sum(tch::Kind::Float)
+                .double_value(&[]);
+            let power = reference.square().sum(tch::Kind::Float).double_value(&[]);
+            10.0 * (power / err.max(1e-30)).log10()
+        };
+        let shut = gap(-30.0);
+        let used = gap(ADDED_LAYER_RESET_BIAS);
+        assert!(
+            shut > 80.0,
+            "closed gates: {shut:.1} dB from the shallow output"
+        );
+        assert!(
+            (15.0..80.0).contains(&used),
+            "run's gates: {used:.1} dB from the shallow output"
+        );
+
+        // Anything but fewer layers is refused.
+        let wider = Net::zeros(
+            ModelConfig {
+                channels: 64,
+                ..deep_cfg
+            },
+            Device::Cpu,
+        );
+        assert!(deepen(&wider, &weights, -3.0).is_err());
+        let same = Net::zeros(shallow_cfg, Device::Cpu);
+        assert!(deepen(&same, &weights, -3.0).is_err());
     }
 
     fn reconstructs(cfg: ModelConfig) {

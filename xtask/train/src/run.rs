@@ -268,9 +268,20 @@ pub fn train(a: RunArgs) -> Result<()> {
     if let Some(path) = &a.init {
         let weights =
             read_weights(path).with_context(|| format!("cannot read --init {}", path.display()))?;
-        net.load(&weights)
-            .with_context(|| format!("--init {} does not fit this run", path.display()))?;
-        eprintln!("starting from the weights in {}", path.display());
+        if weights.config.layers < cfg.layers {
+            crate::init::deepen(&net, &weights, crate::init::ADDED_LAYER_RESET_BIAS)
+                .with_context(|| format!("--init {} does not fit this run", path.display()))?;
+            eprintln!(
+                "starting from the weights in {}, deepened from {} to {} layers",
+                path.display(),
+                weights.config.layers,
+                cfg.layers
+            );
+        } else {
+            net.load(&weights)
+                .with_context(|| format!("--init {} does not fit this run", path.display()))?;
+            eprintln!("starting from the weights in {}", path.display());
+        }
     }
     // What the network has to beat, on the same pairs as the validation lines.
     let (sdr, ssnr, pesq) = scores(&valid_pairs, <[f32]>::to_vec)?;
