@@ -646,15 +646,15 @@ fn find_window(conn: &RustConnection, root: Window) -> Option<(Window, u16, u16)
 
 #[test]
 fn the_standalone_app_opens_the_same_editor() {
-    let app = ["checked", "release"]
-        .map(|profile| {
-            repo_root()
-                .join("target")
-                .join(profile)
-                .join("wavecrn-standalone")
-        })
-        .into_iter()
-        .find(|p| p.exists());
+    // The app as installed from the bundles, else as built.
+    let app = [
+        "bundled/WaveCRN Denoise",
+        "checked/wavecrn-standalone",
+        "release/wavecrn-standalone",
+    ]
+    .map(|path| repo_root().join("target").join(path))
+    .into_iter()
+    .find(|p| p.exists());
     let Some(app) = app else {
         assert!(
             std::env::var_os("WAVECRN_REQUIRE_BUNDLE").is_none(),

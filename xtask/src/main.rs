@@ -3,6 +3,7 @@
 mod bench;
 mod bench_process;
 mod bench_stream;
+mod bundle;
 mod eval;
 mod export;
 mod gpu_check;
@@ -43,7 +44,8 @@ enum Command {
     /// Training speed: audio-seconds trained per second, paper configuration, batch 8 x 1 s.
     BenchTrain(train::Args),
     /// Build installable plugin bundles (CLAP and VST3) into target/bundled/:
-    /// `cargo xtask bundle wavecrn --release`.
+    /// `cargo xtask bundle wavecrn --release`; with `--features standalone`, the standalone
+    /// app beside them.
     Bundle {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -64,10 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::BenchStream(args) => bench_stream::run(args),
         Command::Test(args) => test::run(args),
-        Command::Bundle { args } => nice_plug_xtask::main_with_args(
-            "cargo xtask",
-            std::iter::once("bundle".to_string()).chain(args),
-        ),
+        Command::Bundle { args } => bundle::run(args),
         Command::Eval(args) => eval::run(args),
         Command::GpuCheck(args) => gpu_check::run(args),
         Command::GpuPack(args) => gpu_pack::run(args),

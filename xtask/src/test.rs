@@ -121,17 +121,16 @@ pub fn run(args: Args) -> Result<()> {
     // One build gives the CLAP and VST3 bundles and the standalone app, in the `checked`
     // profile: release code that aborts on any allocation inside process(), so the host tests
     // prove the audio thread never allocates.
-    nice_plug_xtask::main_with_args(
-        "cargo xtask",
+    crate::bundle::run(
         [
-            "bundle",
             "wavecrn",
             "--profile",
             "checked",
             "--features",
             "standalone,assert_process_allocs",
         ]
-        .map(String::from),
+        .map(String::from)
+        .to_vec(),
     )?;
     status(
         Command::new(cargo)
