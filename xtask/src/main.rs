@@ -61,6 +61,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `eval` denoises files as the CLI does, with the same heap set-up.
+    wavecrn_cli::heap::keep_freed_memory();
     match Cli::parse().command {
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),

@@ -2,4 +2,5 @@
 //! file-to-file denoising pipeline, shared with `xtask` (evaluation reads files the same way).
 
 pub mod audio;
+pub mod heap;
 pub mod pipeline;

@@ -57,6 +57,7 @@ struct DenoiseArgs {
 }
 
 fn main() -> ExitCode {
+    wavecrn_cli::heap::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
