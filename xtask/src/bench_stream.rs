@@ -146,6 +146,7 @@ fn rate_rows(a: &Args, models: &StreamModels, rate: f64) -> Result<()> {
         let (mut audio, mut worker) = stream::stream(models, preset, rate, 2, 512)?;
         let latency = audio.latency();
         let (mut worker_time, mut block_times) = (0.0f64, Vec::new());
+        let mut worker_faults = 0;
         let mut wet: Vec<Vec<f32>> = (0..2).map(|_| Vec::with_capacity(frames)).collect();
         let mut at = 0;
         while at < frames {
@@ -163,9 +164,10 @@ fn rate_rows(a: &Args, models: &StreamModels, rate: f64) -> Result<()> {
             }
             // The worker runs here, in step, timed on its own.
             if let Some(worker) = &mut worker {
-                let t = Instant::now();
+                let (t, faults) = (Instant::now(), thread_page_faults());
                 while worker.poll()? {}
                 worker_time += t.elapsed().as_secs_f64();
+                worker_faults += thread_page_faults() - faults;
             }
             at += n;
         }
@@ -197,17 +199,36 @@ fn rate_rows(a: &Args, models: &StreamModels, rate: f64) -> Result<()> {
         }
         println!(
             "{preset:?}: latency {:.1} ms at 512-frame blocks ({:.1} ms at 64); heap {:.1} MB; \
-             {} RTF {:.3}; audio thread {:.1} us median, {:.1} us p99 per block; fallbacks {}; \
-             {fidelity}",
+             {} RTF {:.3}{}; audio thread {:.1} us median, {:.1} us p99 per block; \
+             fallbacks {}; {fidelity}",
             latency as f64 / rate * 1e3,
             lat64 as f64 / rate * 1e3,
             held as f64 / 1e6,
             if preset.inline() { "inline" } else { "worker" },
             worker_time / a.seconds,
+            if preset.inline() {
+                String::new()
+            } else {
+                format!(
+                    " ({:.0} minor page faults per second of audio)",
+                    worker_faults as f64 / a.seconds
+                )
+            },
             pct(0.5),
             pct(0.99),
             audio.fallbacks(),
         );
     }
     Ok(())
+}
+
+/// Minor page faults of the calling thread so far: fresh pages the kernel had to hand out
+/// (and zero), the cost of memory that is mapped and unmapped again instead of reused.
+fn thread_page_faults() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage.ru_minflt
+    }
 }

@@ -61,15 +61,18 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    // `eval` denoises files as the CLI does, with the same heap set-up.
-    wavecrn_cli::heap::keep_freed_memory();
     match Cli::parse().command {
         Command::Export(args) => export::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchStream(args) => bench_stream::run(args),
         Command::Test(args) => test::run(args),
         Command::Bundle { args } => bundle::run(args),
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => {
+            // Denoises files as the CLI does, with the same heap set-up (not for the stream
+            // benchmarks: the plugin lives with its host's heap as it is).
+            wavecrn_cli::heap::keep_freed_memory();
+            eval::run(args)
+        }
         Command::GpuCheck(args) => gpu_check::run(args),
         Command::GpuPack(args) => gpu_pack::run(args),
         Command::Libtorch(args) => libtorch::run(args),
