@@ -9,8 +9,10 @@
 //! A process-wide setting, so only programs that own their process call it (the CLI, the
 //! evaluation); the plugin, a guest in a host's process, leaves the host's heap alone.
 
-/// Keeps buffers up to 256 MiB in the heap, returns freed memory to the system only past
-/// 1 GiB of free space at its top, and has every thread allocate from the one main heap: a
+/// Keeps buffers up to 256 MiB in the heap, never gives freed memory back to the system before
+/// the process ends (it peaks once, at the largest windows run together: with many jobs,
+/// windows end together and a trim threshold would hand back and refault gigabytes), and
+/// has every thread allocate from the one main heap: a
 /// worker thread's own arena is capped at 64 MiB, so a paper-size chunk's larger tensors
 /// would be mapped and unmapped there whatever the threshold. The allocations are few and
 /// large, so sharing one heap costs no measurable contention. A no-op where the C library
@@ -20,7 +22,8 @@ pub fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        // -1: never trim.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
