@@ -34,6 +34,18 @@ rows+=(
   [c-stft01]="$cont --babble 0.4 --stft-loss 0.1"
   [c-crop4-talk]="$cont --babble 0.6 --talkers 1 3 --stft-loss 0.02 --seconds 4 --batch 2"
 )
+# Session 10 rows: from the Quality model shipped at that session's start (commit c14552d,
+# the 4 s-crop 128 x 4 file), 4 s crops. `d-` rows deepen it: the added top layers start as
+# near-identities (`--init` with fewer layers than `--layers`), a half cosine from 3e-4.
+s10="--channels 128 --init $INIT --seconds 4 --batch 2 --stft-loss 0.02"
+rows+=(
+  [s10-a]="$s10 --layers 4 --babble 0.4 --lr 2e-4 --lr-end 2e-5 --warmup 100 --steps 6000 --valid-every 500"
+  [s10-talk5]="$s10 --layers 4 --babble 0.5 --talkers 1 3 --lr 2e-4 --lr-end 2e-5 --warmup 100 --steps 6000 --valid-every 500"
+  [d-deep6]="$s10 --layers 6 --babble 0.4 --lr 3e-4 --lr-end 3e-5 --warmup 200 --steps 10000 --valid-every 1000"
+  [d-deep8]="$s10 --layers 8 --babble 0.4 --lr 3e-4 --lr-end 3e-5 --warmup 200 --steps 7500 --valid-every 1000"
+)
+tenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
+  --threads 1 --cpu-minutes 95)
 if [ $# -eq 0 ]; then
   for r in "${!rows[@]}"; do echo "$r: ${rows[$r]}"; done
   exit 0
@@ -49,6 +61,7 @@ for row in "$@"; do
   budget=("${common[@]}")
   # Continuation rows bring their own schedule.
   [[ $row == c-* ]] && budget=("${continued[@]}")
+  [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done
