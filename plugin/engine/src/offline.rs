@@ -16,23 +16,35 @@ use crate::model::Model;
 pub struct Chunking {
     /// Samples each window contributes (the part between the crossfades).
     pub chunk: usize,
-    /// Audio on each side of the chunk that the model sees but whose output is discarded.
+    /// Audio before the chunk that the model sees but whose output is discarded.
     pub context: usize,
+    /// Audio after the chunk that the model sees, output discarded: the context again for a
+    /// bidirectional model; a causal one needs only what its encoder frames reach.
+    pub lookahead: usize,
     /// Length of the crossfade between neighbouring chunks.
     pub fade: usize,
 }
 
 impl Chunking {
-    /// 30 s chunks with 3 s of context each side and a 0.25 s crossfade, at `rate`, rounded to
-    /// the hop.
+    /// 30 s chunks with 3 s of context before and a 0.25 s crossfade, at `rate`, rounded to
+    /// the hop; after the chunk, 3 s for a bidirectional model and, for a causal one, four
+    /// hops: an output sample depends on input up to one kernel (two hops) ahead, through the
+    /// encoder's frame and the decoder's overlap, so the rest would be work thrown away (a
+    /// tenth of each window).
     pub fn for_model(model: &Model) -> Self {
         let cfg = model.config();
         let r = cfg.sample_rate as usize;
         let hop = cfg.stride;
         let snap = |n: usize| n.div_ceil(2 * hop) * 2 * hop;
+        let context = snap(3 * r);
         Self {
             chunk: snap(30 * r),
-            context: snap(3 * r),
+            context,
+            lookahead: if cfg.directions == 1 {
+                4 * hop
+            } else {
+                context
+            },
             fade: snap(r / 4),
         }
     }
@@ -64,6 +76,7 @@ impl<'m> ChunkedDenoiser<'m> {
         let fits = sizes.chunk > 0
             && sizes.chunk.is_multiple_of(hop)
             && sizes.context.is_multiple_of(hop)
+            && sizes.lookahead.is_multiple_of(hop)
             && sizes.fade.is_multiple_of(2 * hop);
         if !fits || sizes.fade > sizes.chunk {
             return Err(Error::Input(format!("chunk sizes {sizes:?} must be multiples of the hop {hop} (the fade of twice it) and the fade no longer than the chunk")));
@@ -108,7 +121,7 @@ impl<'m> ChunkedDenoiser<'m> {
         self.pushed += n;
         loop {
             let ready: Vec<(usize, bool)> = (self.next..self.next + self.jobs)
-                .take_while(|&k| self.pushed >= self.kept_end(k) + self.sizes.context)
+                .take_while(|&k| self.pushed >= self.kept_end(k) + self.sizes.lookahead)
                 .map(|k| (k, false))
                 .collect();
             // Wait for a full group: what is read arrives in order, one window at a time.
@@ -124,7 +137,7 @@ impl<'m> ChunkedDenoiser<'m> {
         let mut rest = Vec::new();
         let mut k = self.next;
         while self.kept_start(k) < self.pushed {
-            let last = self.kept_end(k) + self.sizes.context > self.pushed;
+            let last = self.kept_end(k) + self.sizes.lookahead > self.pushed;
             rest.push((k, last));
             if last {
                 break;
@@ -151,14 +164,13 @@ impl<'m> ChunkedDenoiser<'m> {
 
     /// Where window `k` keeps its output (`start..end`) and what it reads (`from..to`).
     fn span(&self, k: usize, last: bool) -> (usize, usize, usize, usize) {
-        let ctx = self.sizes.context;
         let start = self.kept_start(k);
         let end = if last { self.pushed } else { self.kept_end(k) };
         (
             start,
             end,
-            start.saturating_sub(ctx),
-            (end + ctx).min(self.pushed),
+            start.saturating_sub(self.sizes.context),
+            (end + self.sizes.lookahead).min(self.pushed),
         )
     }
 
