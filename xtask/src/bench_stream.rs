@@ -10,13 +10,16 @@
 //! - how far the streamed output is from the whole-file output of the same model (SNR, dB);
 //! - and, for the windowed modes, how that distance shrinks with longer windows: the
 //!   bidirectional model's window stage against the whole file at 16 kHz, for context and
-//!   look-ahead of 0.48, 0.96 and 1.92 s.
+//!   look-ahead of 0.48, 0.96 and 1.92 s;
+//! - last, the file path's chunk joins: the CLI's 30 s chunks against the whole file with 3,
+//!   2 and 1 s of context on each side, and the extra work each context costs.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use wavecrn_cli::pipeline::{audio_files, read_mono};
+use wavecrn_engine::offline::{ChunkedDenoiser, Chunking};
 use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::stream::{self, ModelStage, Preset, StreamModels, Window, WindowStage};
 use wavecrn_engine::{LoadOptions, Model};
@@ -74,9 +77,14 @@ fn whole_file(model: &Model, x: &[f32], rate: f64, live: bool) -> Result<Vec<f32
 
 /// Channel `c` of the test signal: speech with noise at 5 dB SNR, at `rate`.
 fn noisy_speech(a: &Args, rate: f64, c: usize) -> Result<Vec<f32>> {
-    let s = take(&a.speech, rate, a.seconds, 10 * c)
+    noisy_speech_for(a, rate, c, a.seconds)
+}
+
+/// [`noisy_speech`], `seconds` long.
+fn noisy_speech_for(a: &Args, rate: f64, c: usize, seconds: f64) -> Result<Vec<f32>> {
+    let s = take(&a.speech, rate, seconds, 10 * c)
         .with_context(|| format!("speech from {}", a.speech.display()))?;
-    let n = take(&a.noise, rate, a.seconds, 3 * c)?;
+    let n = take(&a.noise, rate, seconds, 3 * c)?;
     let g = (power(&s) / power(&n) / 10f64.powf(0.5)).sqrt() as f32;
     Ok(s.iter().zip(&n).map(|(s, n)| s + g * n).collect())
 }
@@ -109,6 +117,35 @@ fn window_reach(a: &Args, model: &Model) -> Result<String> {
     Ok(out.join(", "))
 }
 
+/// The file path's chunking (30 s chunks, 0.25 s crossfades) against the whole file, for the
+/// bidirectional model at its own rate on 100 s of noisy speech, with less and less context
+/// on each side of a chunk, and the extra work each context costs.
+fn chunk_joins(a: &Args, model: &Model) -> Result<String> {
+    let rate = model.config().sample_rate as f64;
+    let x = noisy_speech_for(a, rate, 0, 100.0)?;
+    let whole = model.denoise(&x, 1)?;
+    let defaults = Chunking::for_model(model);
+    let mut out = Vec::new();
+    for context_s in [3.0, 2.0, 1.0] {
+        let hop = model.config().stride;
+        let context = ((context_s * rate) as usize).div_ceil(2 * hop) * 2 * hop;
+        let sizes = Chunking {
+            context,
+            lookahead: context,
+            ..defaults
+        };
+        let mut chunked = ChunkedDenoiser::new(model, 1, sizes)?.with_jobs(1);
+        let mut y = vec![Vec::new()];
+        chunked.push(&[&x], &mut y)?;
+        chunked.finish(&mut y)?;
+        let e: Vec<f32> = whole.iter().zip(&y[0]).map(|(w, y)| w - y).collect();
+        let db = 10.0 * (power(&whole) / power(&e).max(1e-30)).log10();
+        let work = 2.0 * context as f64 / sizes.chunk as f64 * 100.0;
+        out.push(format!("{context_s:.0} s {db:.1} dB (+{work:.0} % work)"));
+    }
+    Ok(out.join(", "))
+}
+
 pub fn run(a: Args) -> Result<()> {
     // The files the plugin embeds, read from the tree: xtask carries no models of its own.
     let read = |name: &str| {
@@ -126,6 +163,11 @@ pub fn run(a: Args) -> Result<()> {
         "window reach of the bidirectional model at 16 kHz, channel 0 (context = look-ahead, \
          0.96 s kept): {}",
         window_reach(&a, &models.bidirectional)?
+    );
+    println!(
+        "file path, chunk joins of the bidirectional model at 16 kHz against the whole file \
+         (100 s, 30 s chunks; context before and after each chunk): {}",
+        chunk_joins(&a, &models.bidirectional)?
     );
     Ok(())
 }
