@@ -29,8 +29,8 @@ impl Chunking {
     /// 30 s chunks with 3 s of context before and a 0.25 s crossfade, at `rate`, rounded to
     /// the hop; after the chunk, 3 s for a bidirectional model and, for a causal one, four
     /// hops: an output sample depends on input up to one kernel (two hops) ahead, through the
-    /// encoder's frame and the decoder's overlap, so the rest would be work thrown away (a
-    /// tenth of each window).
+    /// encoder's frame and the decoder's overlap, so the rest would be work thrown away (3 s
+    /// of each 36 s window).
     pub fn for_model(model: &Model) -> Self {
         let cfg = model.config();
         let r = cfg.sample_rate as usize;

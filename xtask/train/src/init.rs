@@ -72,13 +72,8 @@ pub fn deepen(net: &Net, shallow: &Weights, reset_bias: f32) -> Result<()> {
     if !same_but_depth || from.layers >= cfg.layers {
         bail!("can deepen only a model that differs in having fewer layers: {from:?} into {cfg:?}");
     }
+    net.copy_in(shallow)?;
     tch::no_grad(|| {
-        for (name, t) in shallow.tensors() {
-            let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            net.param(name)
-                .shallow_clone()
-                .copy_(&Tensor::from_slice(&t.data).view(dims.as_slice()));
-        }
         for layer in from.layers..cfg.layers {
             let l = cfg.layer(layer);
             // The highway carries the layer's own input only where widths match (k = 3).

@@ -86,6 +86,12 @@ impl Net {
                 self.config
             );
         }
+        self.copy_in(weights)
+    }
+
+    /// Copies every tensor of `weights` into the parameter of the same name, whatever the
+    /// configurations (a shallower model's layers into a deeper one: [`crate::init::deepen`]).
+    pub fn copy_in(&self, weights: &Weights) -> Result<()> {
         tch::no_grad(|| {
             for (name, t) in weights.tensors() {
                 let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
@@ -93,8 +99,9 @@ impl Net {
                     .view(dims.as_slice())
                     .to_device(self.vs.device());
                 self.params
-                    .get_mut(name)
+                    .get(name)
                     .context("unknown parameter")?
+                    .shallow_clone()
                     .copy_(&src);
             }
             Ok(())
