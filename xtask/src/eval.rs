@@ -228,6 +228,21 @@ pub fn run(args: Args) -> Result<()> {
     if args.task == "denoise" {
         println!();
         print_noise_types(&systems, &per_system, &pairs);
+        let ambient: Vec<usize> = (0..pairs.len())
+            .filter(|&i| validation::is_ambient(&pairs[i].name))
+            .collect();
+        if !ambient.is_empty() {
+            println!();
+            println!(
+                "ambient noise only ({} pairs: street, cafe, household, vehicles, machines, stationary):",
+                ambient.len()
+            );
+            let subset: Vec<Vec<Scores>> = per_system
+                .iter()
+                .map(|s| ambient.iter().map(|&i| s[i]).collect())
+                .collect();
+            print_table(&systems, &subset);
+        }
     }
     println!(
         "{} pairs, {:.0} s of audio; loading {loaded:.1} s, enhancing and scoring {took:.1} s on {threads} thread(s)",

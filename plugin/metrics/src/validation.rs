@@ -121,6 +121,13 @@ pub fn noise_type(pair_name: &str) -> &'static str {
     NOISE_TYPES[index]
 }
 
+/// Whether a validation pair's noise is ambient (street, cafe, household, vehicles,
+/// machines, stationary noise): the pairs that are not talkers, babble or speech-like
+/// signals, on which a denoiser's gain is least masked by the hardest noises.
+pub fn is_ambient(pair_name: &str) -> bool {
+    NOISE_TYPES[3..].contains(&noise_type(pair_name))
+}
+
 /// The paper's 2-bit compression of a waveform: its sign, -1, 0 or +1 per sample. The
 /// restoration task learns to undo it.
 pub fn sign_compress(x: &[f32]) -> Vec<f32> {
@@ -161,5 +168,8 @@ mod noise_type_tests {
         assert_eq!(kind("ACVacuum"), NOISE_TYPES[4]);
         assert_eq!(kind("CafeRestaurant"), NOISE_TYPES[5]);
         assert_eq!(kind("Street_Noise"), NOISE_TYPES[5]);
+        let ambient = |noise: &str| is_ambient(&format!("1-2-3+{noise}@7.5dB"));
+        assert!(ambient("Street_Noise") && ambient("ACVacuum") && ambient("volvo"));
+        assert!(!ambient("Babble") && !ambient("one_male_english") && !ambient("icra5_0.25"));
     }
 }

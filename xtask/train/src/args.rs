@@ -83,14 +83,25 @@ pub struct RunArgs {
     /// (0: L1 alone, the paper's recipe).
     #[arg(long, default_value_t = 0.0)]
     pub stft_loss: f64,
+    /// Weight of a compressed-spectrum loss term (squared error of magnitudes^0.3, 0.7, and
+    /// of the complex spectra with those magnitudes, 0.3, at 16, 32 and 64 ms frames) added
+    /// to the waveform L1 (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub compressed_loss: f64,
     /// Weight of a negative SI-SDR (dB) loss term added to the waveform L1 (0: none).
     #[arg(long, default_value_t = 0.0)]
     pub si_sdr_loss: f64,
     /// Dropout on each SRU layer's input (the reference recipe's rnn_dropout).
     #[arg(long, default_value_t = 0.1)]
     pub rnn_dropout: f64,
+    /// Seed of the initialisation (and of nothing else).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Seed of the run's examples and dropout masks. A new run without it takes a fresh one,
+    /// so two runs from the same `--init` never replay each other's batches; it is written to
+    /// `config.toml` (to repeat the run) and to the checkpoint (`--resume` goes on with it).
+    #[arg(long)]
+    pub data_seed: Option<u64>,
     /// Lowest and highest mixing SNR, dB.
     #[arg(long, num_args = 2, default_values_t = [0.0, 15.0])]
     pub snr: Vec<f64>,
@@ -165,6 +176,9 @@ impl RunArgs {
         }
         if self.stft_loss.is_nan() || self.stft_loss < 0.0 {
             bail!("--stft-loss is a weight, 0 or more");
+        }
+        if self.compressed_loss.is_nan() || self.compressed_loss < 0.0 {
+            bail!("--compressed-loss is a weight, 0 or more");
         }
         if self.si_sdr_loss.is_nan() || self.si_sdr_loss < 0.0 {
             bail!("--si-sdr-loss is a weight, 0 or more");

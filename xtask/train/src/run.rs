@@ -1,11 +1,10 @@
 //! A training run: `runs/<name>/` with its checkpoint (weights, Adam state, step), the best
-//! weights by validation SI-SDR, and a JSON-lines metrics log. Kill it any time: `--resume`
+//! weights by validation PESQ, and a JSON-lines metrics log. Kill it any time: `--resume`
 //! continues from the last checkpoint with the same data it would have seen.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -98,8 +97,19 @@ fn pad_to(x: &[f32], stride: usize) -> Vec<f32> {
     v
 }
 
-/// Mean SI-SDR, segmental SNR and PESQ of the network's outputs on the validation pairs.
-fn validate(net: &Net, pairs: &[Pair]) -> Result<(f64, f64, f64)> {
+/// Validation means: over all pairs, and over the ambient ones alone
+/// ([`validation::is_ambient`](wavecrn_metrics::validation::is_ambient)).
+#[derive(Clone, Copy, Debug, Default)]
+struct Validation {
+    si_sdr: f64,
+    ssnr: f64,
+    pesq: f64,
+    ambient_si_sdr: f64,
+    ambient_pesq: f64,
+}
+
+/// The network's validation scores.
+fn validate(net: &Net, pairs: &[Pair]) -> Result<Validation> {
     scores(pairs, |noisy| {
         let x = pad_to(noisy, net.config.stride);
         let y = net.forward(
@@ -111,18 +121,43 @@ fn validate(net: &Net, pairs: &[Pair]) -> Result<(f64, f64, f64)> {
     })
 }
 
-/// Mean SI-SDR, segmental SNR and PESQ of `output(noisy input)` on the validation pairs.
-fn scores(pairs: &[Pair], mut output: impl FnMut(&[f32]) -> Vec<f32>) -> Result<(f64, f64, f64)> {
-    let (mut sdr, mut ssnr, mut pesq) = (0.0, 0.0, 0.0);
+/// The validation scores of `output(noisy input)`.
+fn scores(pairs: &[Pair], mut output: impl FnMut(&[f32]) -> Vec<f32>) -> Result<Validation> {
+    let (mut all, mut ambient, mut ambient_count) =
+        (Validation::default(), Validation::default(), 0);
     for p in pairs {
         let y = output(&p.noisy);
         let y = &y[..p.clean.len()];
-        sdr += wavecrn_metrics::si_sdr(&p.clean, y)?;
-        ssnr += wavecrn_metrics::segmental_snr(&p.clean, y)?;
-        pesq += wavecrn_metrics::pesq_wb(&p.clean, y).unwrap_or(f64::NAN);
+        let sdr = wavecrn_metrics::si_sdr(&p.clean, y)?;
+        let pesq = wavecrn_metrics::pesq_wb(&p.clean, y).unwrap_or(f64::NAN);
+        all.si_sdr += sdr;
+        all.ssnr += wavecrn_metrics::segmental_snr(&p.clean, y)?;
+        all.pesq += pesq;
+        if wavecrn_metrics::validation::is_ambient(&p.name) {
+            ambient.si_sdr += sdr;
+            ambient.pesq += pesq;
+            ambient_count += 1;
+        }
     }
     let n = pairs.len().max(1) as f64;
-    Ok((sdr / n, ssnr / n, pesq / n))
+    let m = ambient_count.max(1) as f64;
+    Ok(Validation {
+        si_sdr: all.si_sdr / n,
+        ssnr: all.ssnr / n,
+        pesq: all.pesq / n,
+        ambient_si_sdr: ambient.si_sdr / m,
+        ambient_pesq: ambient.pesq / m,
+    })
+}
+
+impl std::fmt::Display for Validation {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "SI-SDR {:.2} dB, SSNR {:.2} dB, PESQ {:.3}; ambient PESQ {:.3}, SI-SDR {:.2} dB",
+            self.si_sdr, self.ssnr, self.pesq, self.ambient_pesq, self.ambient_si_sdr
+        )
+    }
 }
 
 /// Weights from a safetensors file (a checkpoint) or from an exported ONNX model.
@@ -170,17 +205,49 @@ fn load_source(a: &RunArgs, rate: u32) -> Result<Source> {
     if let [noisy, clean] = a.pairs.as_slice() {
         let pairs = data::load_pairs(noisy, clean, rate)?;
         eprintln!("{} training pairs", pairs.len());
-        return Ok(Source::Pairs(Arc::new(pairs)));
+        return Ok(Source::pairs(pairs));
     }
-    let speech = Arc::new(data::load_folders(&a.speech, rate)?);
+    let speech = data::load_folders(&a.speech, rate)?;
     let noise = match a.task {
-        Task::Denoise => Arc::new(data::load_folders(&a.noise, rate)?),
-        Task::Restore => Arc::new(vec![]),
+        Task::Denoise => data::load_folders(&a.noise, rate)?,
+        Task::Restore => vec![],
     };
-    Ok(Source::Mixtures { speech, noise })
+    Ok(Source::mixtures(speech, noise))
 }
 
-pub fn train(a: RunArgs) -> Result<()> {
+/// The seed of a run's examples: the checkpoint's when resuming (a run's data never changes
+/// under it; checkpoints from before the data seed drew with `--seed`), else the one given,
+/// else a fresh one.
+fn data_seed(a: &RunArgs, checkpoint: Option<&TensorFile>) -> Result<u64> {
+    let Some(file) = checkpoint else {
+        return Ok(a.data_seed.unwrap_or_else(fresh_seed));
+    };
+    let recorded = match file.metadata.get("data_seed") {
+        Some(s) => s
+            .parse()
+            .context("the checkpoint's data_seed is not a number")?,
+        None => a.seed,
+    };
+    if a.data_seed.is_some_and(|given| given != recorded) {
+        bail!(
+            "--data-seed differs from the run's ({recorded}): a resumed run goes on with its own \
+             data; leave the option out, or start another --run-dir"
+        );
+    }
+    Ok(recorded)
+}
+
+/// A seed no earlier run is likely to have had: the clock's nanoseconds and the process id,
+/// mixed.
+fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = data::Rng(nanos ^ (u64::from(std::process::id()) << 32));
+    rng.next_u64() >> 1
+}
+
+pub fn train(mut a: RunArgs) -> Result<()> {
     a.check()?;
     let cfg = a.model();
     cfg.validate()?;
@@ -216,11 +283,18 @@ pub fn train(a: RunArgs) -> Result<()> {
     net.loss = crate::loss::Weights {
         stft: a.stft_loss,
         si_sdr: a.si_sdr_loss,
+        compressed: a.compressed_loss,
     };
     let mut adam = Adam::new(a.lr);
     let mut best = f64::NEG_INFINITY;
-    if a.resume && checkpoint.exists() {
-        let file = TensorFile::read(&checkpoint)?;
+    let resuming = a.resume && checkpoint.exists();
+    let file = if resuming {
+        Some(TensorFile::read(&checkpoint)?)
+    } else {
+        None
+    };
+    a.data_seed = Some(data_seed(&a, file.as_ref())?);
+    if let Some(file) = file {
         let weights = Weights::new(cfg.clone(), file.tensors.clone())
             .with_context(|| format!("{} does not fit this configuration", checkpoint.display()))?;
         let mut net_mut = net;
@@ -230,11 +304,14 @@ pub fn train(a: RunArgs) -> Result<()> {
             .get("step")
             .and_then(|s| s.parse().ok())
             .context("checkpoint has no step")?;
-        best = file
-            .metadata
-            .get("best")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(best);
+        // Checkpoints from before PESQ picked the best weights hold an SI-SDR there.
+        if file.metadata.get("best_by").is_some_and(|b| b == "pesq") {
+            best = file
+                .metadata
+                .get("best")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(best);
+        }
         let state: BTreeMap<String, Tensor> = file
             .tensors
             .iter()
@@ -284,8 +361,8 @@ pub fn train(a: RunArgs) -> Result<()> {
         }
     }
     // What the network has to beat, on the same pairs as the validation lines.
-    let (sdr, ssnr, pesq) = scores(&valid_pairs, <[f32]>::to_vec)?;
-    eprintln!("validation input: SI-SDR {sdr:.2} dB, SSNR {ssnr:.2} dB, PESQ {pesq:.3}");
+    let input = scores(&valid_pairs, <[f32]>::to_vec)?;
+    eprintln!("validation input: {input}");
     write_atomically(&a.run_dir.join("config.toml"), a.to_toml().as_bytes()).with_context(
         || {
             format!(
@@ -318,7 +395,10 @@ fn run_loop(
         snr: (a.snr[0], a.snr[1]),
         gain_db: (-25.0, -1.0),
     };
-    let batches = data::prefetch(source, mixing, a.seed, adam.step);
+    let data_seed = a
+        .data_seed
+        .context("the data seed is resolved before the loop")?;
+    let batches = data::prefetch(source, mixing, data_seed, adam.step);
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -347,7 +427,7 @@ fn run_loop(
             y = &y + (&x - &y) * pass_through;
         }
         // Masks depend only on the seed and the step, so a resumed run draws the same ones.
-        tch::manual_seed((a.seed ^ (adam.step + 1).wrapping_mul(0x9E37_79B9)) as i64);
+        tch::manual_seed((data_seed ^ (adam.step + 1).wrapping_mul(0x9E37_79B9)) as i64);
         let (_, loss) = net.train_step(&x, &y, a.rnn_dropout);
         if !loss.is_finite() {
             bail!("the loss became {loss} at step {}: lower --lr", adam.step);
@@ -369,15 +449,18 @@ fn run_loop(
             cpu_before + cpu
         );
         if step.is_multiple_of(a.valid_every) || step == end {
-            let (sdr, ssnr, pesq) = validate(&net, &valid_pairs)?;
+            let v = validate(&net, &valid_pairs)?;
             bar.println(format!(
-                "step {step}: loss {loss:.5}, {rate:.2} audio-s/s; validation SI-SDR {sdr:.2} dB, SSNR {ssnr:.2} dB, PESQ {pesq:.3}"
+                "step {step}: loss {loss:.5}, {rate:.2} audio-s/s; validation {v}"
             ));
             record += &format!(
-                ", \"valid_si_sdr\": {sdr}, \"valid_ssnr\": {ssnr}, \"valid_pesq\": {pesq}"
+                ", \"valid_si_sdr\": {}, \"valid_ssnr\": {}, \"valid_pesq\": {}, \"valid_ambient_pesq\": {}, \"valid_ambient_si_sdr\": {}",
+                v.si_sdr, v.ssnr, v.pesq, v.ambient_pesq, v.ambient_si_sdr
             );
-            if sdr > best {
-                best = sdr;
+            // PESQ picks the best weights: the score the product is judged by (SI-SDR, which
+            // picked them before, rewards level-faithful output that can sound worse).
+            if v.pesq > best {
+                best = v.pesq;
                 save(
                     &a.run_dir.join("best.safetensors"),
                     &cfg,
@@ -391,7 +474,12 @@ fn run_loop(
                 &a.run_dir.join("checkpoint.safetensors"),
                 &cfg,
                 &all,
-                &[("step", step.to_string()), ("best", best.to_string())],
+                &[
+                    ("step", step.to_string()),
+                    ("best", best.to_string()),
+                    ("best_by", "pesq".to_string()),
+                    ("data_seed", data_seed.to_string()),
+                ],
             )?;
         }
         writeln!(log, "{record}}}").with_context(|| {

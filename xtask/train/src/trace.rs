@@ -5,7 +5,6 @@
 //! `torch.optim.Adam`). The paper's recipe: L1 loss, Adam at a constant rate, no dropout.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tch::{Device, Tensor};
@@ -54,10 +53,10 @@ pub fn trace(a: TraceArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let rate = cfg.sample_rate;
-    let source = Source::Mixtures {
-        speech: Arc::new(data::load_folders(&a.speech, rate)?),
-        noise: Arc::new(data::load_folders(&a.noise, rate)?),
-    };
+    let source = Source::mixtures(
+        data::load_folders(&a.speech, rate)?,
+        data::load_folders(&a.noise, rate)?,
+    );
     let crop = ((a.seconds * rate as f64) as usize).div_ceil(cfg.stride) * cfg.stride;
     let mixing = Mixing {
         task: Task::Denoise,

@@ -65,11 +65,13 @@ fn a_run_resumes_exactly_and_exports() {
     let (split, whole) = (scratch("split"), scratch("whole"));
     // Warm-up short enough that the cosine decay is under way when the run is cut.
     let schedule = ["--warmup", "3", "--lr-end", "1e-4"];
-    assert!(
-        train(&split, 15, &[&schedule[..], &["--stop-at", "10"]].concat())
-            .status
-            .success()
-    );
+    assert!(train(
+        &split,
+        15,
+        &[&schedule[..], &["--stop-at", "10", "--data-seed", "77"]].concat()
+    )
+    .status
+    .success());
     for f in [
         "config.toml",
         "curve.png",
@@ -87,10 +89,24 @@ fn a_run_resumes_exactly_and_exports() {
     );
     let out = train(&split, 15, &schedule);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    // A resume goes on with the run's own data seed (from the checkpoint), and refuses
+    // another.
+    let out = train(
+        &split,
+        15,
+        &[&schedule[..], &["--resume", "--data-seed", "78"]].concat(),
+    );
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--data-seed"));
     assert!(train(&split, 15, &[&schedule[..], &["--resume"]].concat())
         .status
         .success());
-    assert!(train(&whole, 15, &schedule).status.success());
+    assert!(train(
+        &whole,
+        15,
+        &[&schedule[..], &["--data-seed", "77"]].concat()
+    )
+    .status
+    .success());
     let (a, b) = (
         TensorFile::read(split.join("checkpoint.safetensors")).unwrap(),
         TensorFile::read(whole.join("checkpoint.safetensors")).unwrap(),
@@ -172,6 +188,54 @@ fn a_run_starts_from_an_exported_model_and_stops_at_its_cpu_budget() {
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert!(last["cpu_s"].as_f64().unwrap() >= 0.1);
     for d in [first, second, budget] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Two runs from one file, without `--data-seed`, draw different batches (each its own
+/// stream, written to its config), and one with the other's seed draws the same ones: a
+/// continuation never replays an earlier one's examples unless asked to.
+#[test]
+fn continuations_of_one_model_see_their_own_data() {
+    let base = scratch("stream-base");
+    assert!(train(&base, 2, &[]).status.success());
+    let init = base.join("checkpoint.safetensors");
+    let init = init.to_str().unwrap();
+    let runs: Vec<PathBuf> = ["stream-a", "stream-b", "stream-c"]
+        .iter()
+        .map(|n| scratch(n))
+        .collect();
+    let seed_of = |run: &Path| -> u64 {
+        let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        let line = config
+            .lines()
+            .find(|l| l.starts_with("data_seed"))
+            .expect("config.toml records the data seed");
+        line.split('=').nth(1).unwrap().trim().parse().unwrap()
+    };
+    let first_loss = |run: &Path| -> f64 {
+        let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        v["loss"].as_f64().unwrap()
+    };
+    // Dropout off: the first loss is then a function of the weights and the batch alone.
+    let same = ["--rnn-dropout", "0", "--init", init];
+    assert!(train(&runs[0], 1, &same).status.success());
+    assert!(train(&runs[1], 1, &same).status.success());
+    let seed = seed_of(&runs[0]).to_string();
+    assert!(
+        train(&runs[2], 1, &[&same[..], &["--data-seed", &seed]].concat())
+            .status
+            .success()
+    );
+    assert_ne!(seed_of(&runs[0]), seed_of(&runs[1]));
+    assert_ne!(
+        first_loss(&runs[0]),
+        first_loss(&runs[1]),
+        "the same batch twice"
+    );
+    assert_eq!(first_loss(&runs[0]), first_loss(&runs[2]));
+    for d in runs.into_iter().chain([base]) {
         let _ = std::fs::remove_dir_all(d);
     }
 }
