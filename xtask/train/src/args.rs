@@ -113,6 +113,21 @@ pub struct RunArgs {
     /// (`--talkers`), never the target's own speaker. The rest use `--noise` recordings.
     #[arg(long, default_value_t = 0.0)]
     pub babble: f64,
+    /// Share of denoising examples with a random equaliser on the speech (target too) and
+    /// another on the noise: microphones and channels.
+    #[arg(long, default_value_t = 0.0)]
+    pub eq: f64,
+    /// Share of denoising examples whose speech is in a synthetic room (RT60 0.2-0.8 s); the
+    /// target keeps the direct sound and the first 50 ms of reflections.
+    #[arg(long, default_value_t = 0.0)]
+    pub reverb: f64,
+    /// Share of denoising examples with a second noise recording under the first.
+    #[arg(long, default_value_t = 0.0)]
+    pub second_noise: f64,
+    /// Share of the examples whose noise would be a recording that get speech-shaped noise
+    /// made from another talker instead (half of it modulated by the talker's envelope).
+    #[arg(long, default_value_t = 0.0)]
+    pub speech_shaped: f64,
     /// Fewest and most talkers in a babble.
     #[arg(long, num_args = 2, default_values_t = [1, 6])]
     pub talkers: Vec<usize>,
@@ -186,8 +201,16 @@ impl RunArgs {
         if !(0.0..=1.0).contains(&self.clip) {
             bail!("--clip is a share, from 0 to 1");
         }
-        if !(0.0..=1.0).contains(&self.babble) {
-            bail!("--babble is a share, from 0 to 1");
+        for (name, share) in [
+            ("--babble", self.babble),
+            ("--eq", self.eq),
+            ("--reverb", self.reverb),
+            ("--second-noise", self.second_noise),
+            ("--speech-shaped", self.speech_shaped),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                bail!("{name} is a share, from 0 to 1");
+            }
         }
         if self.talkers.len() != 2 || self.talkers[0] == 0 || self.talkers[0] > self.talkers[1] {
             bail!("--talkers takes a lowest and a highest count, from 1");

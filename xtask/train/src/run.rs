@@ -390,6 +390,12 @@ fn run_loop(
         clip: a.clip,
         babble: a.babble,
         talkers: (a.talkers[0], a.talkers[1]),
+        augment: data::Augmentation {
+            eq: a.eq,
+            reverb: a.reverb,
+            second_noise: a.second_noise,
+            speech_shaped: a.speech_shaped,
+        },
         crop,
         batch: a.batch,
         snr: (a.snr[0], a.snr[1]),

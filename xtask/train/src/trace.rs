@@ -67,6 +67,7 @@ pub fn trace(a: TraceArgs) -> Result<()> {
         clip: 0.0,
         babble: 0.0,
         talkers: (1, 6),
+        augment: data::Augmentation::default(),
     };
     let net = Net::zeros(cfg.clone(), Device::Cpu);
     crate::init::initialise(&net, a.seed);

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 pub use wavecrn_metrics::validation::sign_compress;
 
+pub mod augment;
 pub mod pool;
 pub use pool::speaker;
 
@@ -178,6 +179,25 @@ pub struct Mixing {
     pub babble: f64,
     /// How many talkers a babble has, lowest and highest (drawn uniformly).
     pub talkers: (usize, usize),
+    /// Augmentations of denoising mixtures.
+    pub augment: Augmentation,
+}
+
+/// Augmentations of denoising mixtures ([`augment`]), each as the share of examples it
+/// applies to (0: off, the default).
+#[derive(Clone, Debug, Default)]
+pub struct Augmentation {
+    /// A random equaliser on the speech (input and target alike: a microphone the model must
+    /// not undo) and another on the noise.
+    pub eq: f64,
+    /// Speech in a synthetic room (RT60 0.2-0.8 s, direct-to-reverberant ratio -3 to 12 dB);
+    /// the target keeps the direct sound and the first 50 ms of reflections.
+    pub reverb: f64,
+    /// A second noise recording under the first, 0-10 dB quieter.
+    pub second_noise: f64,
+    /// Of the examples whose noise would be a recording: speech-shaped noise made from
+    /// another talker instead, stationary or (half of them) with the talker's envelope.
+    pub speech_shaped: f64,
 }
 
 pub use wavecrn_metrics::validation::SplitMix as Rng;
@@ -218,15 +238,7 @@ fn speech_crop<'a>(
 fn babble(rng: &mut Rng, speech: &Clips, target: usize, talkers: usize, len: usize) -> Vec<f32> {
     let mut out = vec![0f32; len];
     for _ in 0..talkers {
-        // Another speaker, by duration; a handful of tries covers any realistic folder.
-        let mut pick = None;
-        for _ in 0..16 {
-            let j = pool::pick_by_length(rng, speech.iter().map(|s| s.1.len()));
-            if j != target {
-                pick = Some(j);
-                break;
-            }
-        }
+        let pick = other_speaker(rng, speech, target);
         let gain_db = rng.uniform(-6.0, 6.0);
         let Some(j) = pick else { continue };
         let s = &speech[j].1;
@@ -241,25 +253,123 @@ fn babble(rng: &mut Rng, speech: &Clips, target: usize, talkers: usize, len: usi
     out
 }
 
+/// Another speaker's loop than `target`'s, picked by duration (a handful of tries covers any
+/// realistic folder; none where there is no other speaker).
+fn other_speaker(rng: &mut Rng, speech: &Clips, target: usize) -> Option<usize> {
+    (0..16)
+        .map(|_| pool::pick_by_length(rng, speech.iter().map(|s| s.1.len())))
+        .find(|&j| j != target)
+}
+
+/// A window of a noise recording, picked by duration; `not` is a recording to avoid (the
+/// first noise, when this is a second one under it).
+fn noise_recording(
+    rng: &mut Rng,
+    noise: &Clips,
+    len: usize,
+    not: Option<usize>,
+) -> (usize, Vec<f32>) {
+    let mut pick = 0;
+    for _ in 0..8 {
+        pick = pool::pick_by_length(rng, noise.iter().map(|n| n.1.len()));
+        if Some(pick) != not {
+            break;
+        }
+    }
+    let n = &noise[pick].1;
+    (
+        pick,
+        pool::wrapped(n, pool::window_start(rng, n.len(), len), len),
+    )
+}
+
+/// Speech-shaped noise from another talker's crop: stationary, or for half of them modulated
+/// by that talker's envelope (as ICRA noise is).
+fn synthetic_noise(rng: &mut Rng, speech: &Clips, target: usize, len: usize) -> Option<Vec<f32>> {
+    let j = other_speaker(rng, speech, target)?;
+    let s = &speech[j].1;
+    let talk = pool::wrapped(s, pool::window_start(rng, s.len(), len), len);
+    let modulated = rng.uniform(0.0, 1.0) < 0.5;
+    let mut out = augment::speech_shaped(rng, &talk);
+    if modulated {
+        let env = augment::envelope(&talk);
+        out.iter_mut().zip(&env).for_each(|(v, e)| *v *= e);
+    }
+    Some(out)
+}
+
 /// One denoising example from clean speech and noise (a recording, or babble made from the
-/// other speakers for a `m.babble` share of examples).
+/// other speakers for a `m.babble` share of examples, or noise made from a talker), with the
+/// augmentations `m.augment` asks for.
 fn mixture(rng: &mut Rng, speech: &Clips, noise: &Clips, m: &Mixing) -> (Vec<f32>, Vec<f32>) {
     let (i, start) = speech_crop(rng, speech.len(), |i| &speech[i].1, m.crop);
-    let clean = pool::wrapped(&speech[i].1, start, m.crop);
-    // Both draws always happen, so the examples after this one do not depend on `babble`.
+    // Each augmentation has its own generator, seeded whatever the shares, so that turning
+    // one on leaves the others' draws as they were.
     let (chance, talkers) = (
         rng.uniform(0.0, 1.0),
         m.talkers.0 + rng.below(m.talkers.1 - m.talkers.0 + 1),
     );
-    let noise_crop = if chance < m.babble {
-        babble(rng, speech, i, talkers, m.crop)
+    let a = &m.augment;
+    let mut eq_rng = Rng(rng.next_u64());
+    let mut room_rng = Rng(rng.next_u64());
+    let mut second_rng = Rng(rng.next_u64());
+    let mut shaped_rng = Rng(rng.next_u64());
+    let [eq, room, second, shaped] = [0; 4].map(|_| rng.uniform(0.0, 1.0));
+
+    // The speech, with the second before the crop that a room response reaches back to and
+    // that a filter settles in.
+    let s = &speech[i].1;
+    let context = augment::ROOM_CONTEXT;
+    let from = (start as i64 - context as i64).rem_euclid(s.len() as i64) as usize;
+    let mut dry = pool::wrapped(s, from, context + m.crop);
+    if eq < a.eq {
+        augment::random_eq(&mut eq_rng)
+            .iter()
+            .for_each(|f| f.apply(&mut dry));
+    }
+    let (wet, clean) = if room < a.reverb {
+        let rt60 = room_rng.uniform(0.2, 0.8);
+        let drr_db = room_rng.uniform(-3.0, 12.0);
+        augment::reverberate(&dry, &augment::room_response(&mut room_rng, rt60, drr_db))
     } else {
-        let n = &noise[pool::pick_by_length(rng, noise.iter().map(|n| n.1.len()))].1;
-        pool::wrapped(n, pool::window_start(rng, n.len(), m.crop), m.crop)
+        let crop = dry[context..].to_vec();
+        (crop.clone(), crop)
     };
+
+    let synthetic = if chance >= m.babble && shaped < a.speech_shaped {
+        synthetic_noise(&mut shaped_rng, speech, i, m.crop)
+    } else {
+        None
+    };
+    let mut first = None;
+    let mut noise_crop = if chance < m.babble {
+        babble(rng, speech, i, talkers, m.crop)
+    } else if let Some(n) = synthetic {
+        n
+    } else {
+        let (pick, n) = noise_recording(rng, noise, m.crop, None);
+        first = Some(pick);
+        n
+    };
+    if second < a.second_noise {
+        let (_, under) = noise_recording(&mut second_rng, noise, m.crop, first);
+        let gain_db = second_rng.uniform(-10.0, 0.0);
+        let k = (power(&noise_crop) / power(&under).max(1e-12) * 10f64.powf(gain_db / 10.0)).sqrt();
+        noise_crop
+            .iter_mut()
+            .zip(&under)
+            .for_each(|(n, u)| *n += k as f32 * u);
+    }
+    if eq < a.eq {
+        // The noise through its own colouring: another source, elsewhere in the room.
+        augment::random_eq(&mut eq_rng)
+            .iter()
+            .for_each(|f| f.apply(&mut noise_crop));
+    }
+    // The SNR is of the speech as the microphone hears it, reverberation included.
     let snr = rng.uniform(m.snr.0, m.snr.1);
-    let k = (power(&clean) / power(&noise_crop).max(1e-12) / 10f64.powf(snr / 10.0)).sqrt() as f32;
-    let noisy = clean
+    let k = (power(&wet) / power(&noise_crop).max(1e-12) / 10f64.powf(snr / 10.0)).sqrt() as f32;
+    let noisy = wet
         .iter()
         .zip(&noise_crop)
         .map(|(c, v)| c + k * v)
@@ -273,7 +383,7 @@ fn level_and_clip(rng: &mut Rng, noisy: &mut [f32], clean: &mut [f32], m: &Mixin
     let level = 10f64.powf(rng.uniform(m.gain_db.0, m.gain_db.1) / 20.0) as f32 / peak;
     noisy.iter_mut().for_each(|v| *v *= level);
     clean.iter_mut().for_each(|v| *v *= level);
-    // Both draws always happen, so the examples after this one do not depend on `clip`.
+    // Both draws always happen, so turning clipping on leaves the example otherwise as it was.
     let (chance, cut_db) = (rng.uniform(0.0, 1.0), rng.uniform(1.0, 12.0));
     if chance < m.clip {
         // Cut the top 1-12 dB of the input's range; the target stays whole.
@@ -294,12 +404,15 @@ fn restore_level(clean: &mut [f32]) {
 /// Draws batch number `index` deterministically from `seed`: the same run, resumed, sees the
 /// same data.
 pub fn draw(source: &Source, m: &Mixing, seed: u64, index: u64) -> Batch {
-    let mut rng = Rng(seed ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let mut batch_rng = Rng(seed ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93));
     let mut b = Batch {
         noisy: Vec::with_capacity(m.batch * m.crop),
         clean: Vec::with_capacity(m.batch * m.crop),
     };
     for _ in 0..m.batch {
+        // Each example has a generator of its own, so no setting that changes how many
+        // draws one example takes changes the others.
+        let mut rng = Rng(batch_rng.next_u64());
         let (mut noisy, mut clean) = match (source, m.task) {
             (Source::Mixtures { speech, noise }, Task::Denoise) => {
                 mixture(&mut rng, speech, noise, m)
@@ -362,6 +475,7 @@ mod tests {
             clip,
             babble: 0.0,
             talkers: (1, 6),
+            augment: Augmentation::default(),
         }
     }
 
@@ -370,6 +484,138 @@ mod tests {
             vec![("s".into(), tone(4000, 7.0))],
             vec![("n".into(), tone(900, 131.0))],
         )
+    }
+
+    /// The mixture's SNR is the one drawn, of the speech as heard (reverberation included),
+    /// whatever the augmentations.
+    #[test]
+    fn mixtures_have_the_snr_they_were_given() {
+        let source = mixtures();
+        let mut m = mixing(Task::Denoise, 0.0);
+        m.crop = 4000;
+        for (snr, augment) in [
+            (5.0, Augmentation::default()),
+            (-5.0, Augmentation::default()),
+            (
+                10.0,
+                Augmentation {
+                    eq: 1.0,
+                    second_noise: 1.0,
+                    ..Augmentation::default()
+                },
+            ),
+        ] {
+            m.snr = (snr, snr);
+            m.augment = augment;
+            let b = draw(&source, &m, 5, 1);
+            for e in 0..m.batch {
+                let r = e * m.crop..(e + 1) * m.crop;
+                let (noisy, clean) = (&b.noisy[r.clone()], &b.clean[r]);
+                let noise: Vec<f32> = noisy.iter().zip(clean).map(|(n, c)| n - c).collect();
+                let got = 10.0 * (power(clean) / power(&noise)).log10();
+                assert!((got - snr).abs() < 0.01, "{got} vs {snr}");
+            }
+        }
+    }
+
+    /// Each augmentation does what it says at the mixture: a room makes the input hold a tail
+    /// the target lacks, a second noise brings a second recording's sound, speech-shaped noise
+    /// replaces the recording with one shaped like speech, and the equaliser colours the
+    /// target (the speech differs from the same example without it).
+    #[test]
+    fn augmentations_show_in_the_mixtures() {
+        let sine = |freq: f64| -> Vec<f32> {
+            (0..16_000)
+                .map(|t| (2.0 * std::f64::consts::PI * freq * t as f64 / 16_000.0).sin() as f32)
+                .collect()
+        };
+        // Power of `x` at `freq` (one DFT bin), relative to its total.
+        let share_at = |x: &[f32], freq: f64| {
+            let w = 2.0 * std::f64::consts::PI * freq / 16_000.0;
+            let (re, im) = x.iter().enumerate().fold((0.0, 0.0), |(re, im), (t, &v)| {
+                (
+                    re + v as f64 * (w * t as f64).cos(),
+                    im + v as f64 * (w * t as f64).sin(),
+                )
+            });
+            2.0 * (re * re + im * im) / x.len() as f64 / x.len() as f64 / power(x)
+        };
+        let talker = |phase: f32| -> Vec<f32> {
+            (0..20_000)
+                .map(|t| {
+                    let tf = t as f32;
+                    (0.3 * (tf * 0.11 + phase).sin() + 0.2 * (tf * 0.37).sin())
+                        * (tf * 0.0015).sin().abs()
+                })
+                .collect()
+        };
+        let source = Source::mixtures(
+            vec![("A_1".into(), talker(0.0)), ("B_1".into(), talker(1.0))],
+            vec![("low".into(), sine(500.0)), ("high".into(), sine(3000.0))],
+        );
+        let mut m = mixing(Task::Denoise, 0.0);
+        m.crop = 8000;
+        m.snr = (0.0, 0.0);
+        let examples = |m: &Mixing| {
+            let b = draw(&source, m, 9, 2);
+            (0..m.batch)
+                .map(|e| {
+                    let r = e * m.crop..(e + 1) * m.crop;
+                    let (noisy, clean) = (b.noisy[r.clone()].to_vec(), b.clean[r].to_vec());
+                    let noise: Vec<f32> = noisy.iter().zip(&clean).map(|(n, c)| n - c).collect();
+                    (noisy, clean, noise)
+                })
+                .collect::<Vec<_>>()
+        };
+        let plain = examples(&m);
+        for (_, _, noise) in &plain {
+            let (low, high) = (share_at(noise, 500.0), share_at(noise, 3000.0));
+            assert!((low > 0.9) != (high > 0.9), "one recording: {low} {high}");
+        }
+        m.augment.second_noise = 1.0;
+        for (_, _, noise) in examples(&m) {
+            let (low, high) = (share_at(&noise, 500.0), share_at(&noise, 3000.0));
+            assert!(
+                low > 0.05 && high > 0.05 && low + high > 0.99,
+                "{low} {high}"
+            );
+        }
+        m.augment = Augmentation {
+            speech_shaped: 1.0,
+            ..Augmentation::default()
+        };
+        for (_, _, noise) in examples(&m) {
+            let tones = share_at(&noise, 500.0) + share_at(&noise, 3000.0);
+            assert!(
+                tones < 0.01,
+                "speech-shaped noise holds no recording: {tones}"
+            );
+        }
+        m.augment = Augmentation {
+            eq: 1.0,
+            ..Augmentation::default()
+        };
+        for ((_, c0, _), (_, c1, _)) in plain.iter().zip(examples(&m)) {
+            let diff: Vec<f32> = c0
+                .iter()
+                .zip(&c1)
+                .map(|(a, b)| a / power(c0).sqrt() as f32 - b / power(&c1).sqrt() as f32)
+                .collect();
+            assert!(power(&diff) > 1e-3, "the equaliser colours the speech");
+        }
+        m.augment = Augmentation {
+            reverb: 1.0,
+            ..Augmentation::default()
+        };
+        m.snr = (60.0, 60.0);
+        for (noisy, clean, _) in examples(&m) {
+            // Almost no noise: what the input holds beyond the target is the room's tail.
+            let tail: Vec<f32> = noisy.iter().zip(&clean).map(|(n, c)| n - c).collect();
+            assert!(
+                power(&tail) > 1e-3 * power(&clean),
+                "the input carries reverberation"
+            );
+        }
     }
 
     /// Speech files shorter than a crop fill it with the same speaker's other utterances,
