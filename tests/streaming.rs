@@ -380,3 +380,43 @@ fn the_causal_stage_reads_float16_weights() {
     let snr = snr_db(&whole[..out[0].len()], &out[0]);
     assert!(snr > 80.0, "{snr:.1} dB");
 }
+
+/// Neighbouring windows are separate model runs, so their outputs differ a little where they
+/// meet. On a steady tone through the shipped Quality model, the output must not step at the
+/// joins: the tone's own recurrence `y[t+1] - 2 cos(w) y[t] + y[t-1]` (zero for any sinusoid
+/// of that frequency) is no larger at a join than elsewhere.
+#[test]
+fn window_joins_do_not_step() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/wavecrn-denoise.onnx");
+    let model = Model::from_bytes(&std::fs::read(path).unwrap(), &LoadOptions::default()).unwrap();
+    let window = Preset::Quality.window().unwrap();
+    let freq = 440.0;
+    let w = 2.0 * std::f64::consts::PI * freq / 16_000.0;
+    let x: Vec<f32> = (0..16_000 * 8)
+        .map(|t| (0.2 * (w * t as f64).sin()) as f32)
+        .collect();
+    let mut stage = WindowStage::new(model, window, 1);
+    let y = feed(&mut stage, &[x]).pop().unwrap();
+    let residual: Vec<f64> = (1..y.len() - 1)
+        .map(|t| (y[t + 1] as f64 - 2.0 * w.cos() * y[t] as f64 + y[t - 1] as f64).abs())
+        .collect();
+    // residual[t - 1] is centred on sample t; a join at j touches t = j - 1 and j.
+    let at_join =
+        |t: usize| (1..y.len() / window.chunk).any(|k| (t + 1).abs_diff(k * window.chunk) <= 1);
+    let mut elsewhere: Vec<f64> = (0..residual.len())
+        .filter(|&t| !at_join(t) && t > window.chunk / 2)
+        .map(|t| residual[t])
+        .collect();
+    elsewhere.sort_by(f64::total_cmp);
+    let typical = elsewhere[elsewhere.len() * 999 / 1000];
+    let worst_join = (0..residual.len())
+        .filter(|&t| at_join(t))
+        .map(|t| residual[t])
+        .fold(0.0, f64::max);
+    eprintln!("tone recurrence residual: 99.9th percentile {typical:.2e} away from joins, largest at a join {worst_join:.2e}");
+    assert!(
+        worst_join <= 1.5 * typical,
+        "a step at a join: {worst_join:.2e} against {typical:.2e}"
+    );
+}

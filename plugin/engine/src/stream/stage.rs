@@ -28,10 +28,19 @@ pub struct Window {
     pub lookahead: usize,
 }
 
-/// A bidirectional model run on overlapping windows.
+/// How long the join between two windows' outputs is crossfaded: 10 ms at 16 kHz. The fade
+/// runs over the first samples of a chunk, where the window before it computed the same
+/// samples as look-ahead, so it costs no latency.
+pub const JOIN_FADE: usize = 160;
+
+/// A bidirectional model run on overlapping windows. Neighbouring windows are separate model
+/// runs whose outputs differ a little where they meet; each chunk's start is crossfaded from
+/// the previous window's output so the join does not step.
 pub struct WindowStage {
     model: Model,
     window: Window,
+    /// Per channel: the previous window's output over the next chunk's first samples.
+    overlap: Vec<Vec<f32>>,
     /// Per channel: input from absolute sample `start` on.
     history: Vec<Vec<f32>>,
     start: usize,
@@ -45,6 +54,7 @@ impl WindowStage {
         Self {
             model,
             window,
+            overlap: vec![Vec::with_capacity(JOIN_FADE); channels],
             history: vec![Vec::new(); channels],
             start: 0,
             next: 0,
@@ -61,6 +71,9 @@ impl ModelStage for WindowStage {
     fn reset(&mut self) {
         for h in &mut self.history {
             h.clear();
+        }
+        for o in &mut self.overlap {
+            o.clear();
         }
         self.start = 0;
         self.next = 0;
@@ -87,8 +100,21 @@ impl ModelStage for WindowStage {
             let out = self.model.run_raw(&self.batch_input, self.history.len())?;
             let y = &out[0].1;
             let keep = self.next - from;
-            for (c, o) in output.iter_mut().enumerate() {
-                o.extend_from_slice(&y[c * len + keep..c * len + keep + chunk]);
+            let fade = JOIN_FADE.min(lookahead).min(chunk);
+            for (c, (o, overlap)) in output.iter_mut().zip(&mut self.overlap).enumerate() {
+                let kept = &y[c * len + keep..c * len + keep + chunk];
+                let first = o.len();
+                o.extend_from_slice(kept);
+                // Raised-cosine weights that sum to one: the two outputs estimate the same
+                // signal, so the fade keeps its level.
+                for (i, prev) in overlap.iter().enumerate() {
+                    let fade_in =
+                        0.5 - 0.5 * (std::f32::consts::PI * (i as f32 + 0.5) / fade as f32).cos();
+                    o[first + i] = prev * (1.0 - fade_in) + kept[i] * fade_in;
+                }
+                overlap.clear();
+                overlap
+                    .extend_from_slice(&y[c * len + keep + chunk..c * len + keep + chunk + fade]);
             }
             self.next += chunk;
             // Keep only what the next window's context needs.
