@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use wavecrn_engine::offline::{ChunkedDenoiser, Chunking};
 use wavecrn_engine::resample::StreamResampler;
+use wavecrn_engine::upper_band::UpperBand;
 use wavecrn_engine::{DeviceChoice, LoadOptions, Model};
 
 use crate::audio::{Reader, Spec, Writer};
@@ -183,12 +184,20 @@ pub fn denoise_together(
         .collect()
 }
 
-/// One file on its way through a batch: its reader, its two rate converters, its writer.
+/// One file on its way through a batch: its reader, its rate converters, its writer. Above
+/// the model's rate, the band the model never sees is restored from the input as the
+/// plugin's stream restores it ([`UpperBand`]).
 struct Lane {
     reader: Reader,
     spec: Spec,
     down: StreamResampler,
     up: StreamResampler,
+    /// The model's input back at the file's rate: the input as the model's band limits it.
+    up_low: StreamResampler,
+    /// File-rate input and `up_low`'s output, waiting for the model's output.
+    dry: Vec<Vec<f32>>,
+    low: Vec<Vec<f32>>,
+    upper: UpperBand,
     writer: Writer,
     tmp: PathBuf,
     /// Model-rate input not yet given to the model.
@@ -212,6 +221,10 @@ impl Lane {
         Ok(Self {
             down: StreamResampler::new(spec.sample_rate as f64, model_rate, ch)?,
             up: StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?,
+            up_low: StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?,
+            dry: planar(ch),
+            low: planar(ch),
+            upper: UpperBand::new(spec.sample_rate as f64, ch),
             writer: Writer::create(&tmp, &spec)?,
             tmp,
             pending: planar(ch),
@@ -238,6 +251,14 @@ impl Lane {
         } else {
             self.frames_in += n as u64;
             self.down.process(&slices(raw), &mut self.pending)?;
+            for (d, r) in self.dry.iter_mut().zip(raw.iter()) {
+                d.extend_from_slice(&r[..n]);
+            }
+        }
+        let new: Vec<&[f32]> = self.pending.iter().map(|p| &p[before..]).collect();
+        self.up_low.process(&new, &mut self.low)?;
+        if self.ended {
+            self.up_low.finish(&mut self.low)?;
         }
         self.real += self.pending[0].len() - before;
         Ok(())
@@ -257,10 +278,18 @@ impl Lane {
             self.up.finish(&mut back)?;
         }
         let (total, hold) = (self.frames_in, if last { 0 } else { HOLD });
+        let left = (total - self.written) as usize;
         for (h, b) in self.held.iter_mut().zip(back.iter_mut()) {
             h.append(b);
-            if last {
-                h.resize(h.len().max((total - self.written) as usize), 0.0);
+        }
+        if last {
+            for v in self
+                .held
+                .iter_mut()
+                .chain(&mut self.dry)
+                .chain(&mut self.low)
+            {
+                v.resize(v.len().max(left), 0.0);
             }
         }
         // Hold the last few frames back until the input's length is known: the output is
@@ -268,11 +297,29 @@ impl Lane {
         let ready = self.held[0]
             .len()
             .saturating_sub(hold)
-            .min((total - self.written) as usize);
+            .min(self.low[0].len())
+            .min(self.dry[0].len())
+            .min(left);
+        for (k, ((h, l), d)) in self
+            .held
+            .iter_mut()
+            .zip(&self.low)
+            .zip(&self.dry)
+            .enumerate()
+        {
+            for i in 0..ready {
+                h[i] = self.upper.mix(k, h[i], l[i], d[i]);
+            }
+        }
         let parts: Vec<&[f32]> = self.held.iter().map(|h| &h[..ready]).collect();
         self.writer.write(&parts)?;
-        for h in &mut self.held {
-            h.drain(..ready);
+        for v in self
+            .held
+            .iter_mut()
+            .chain(&mut self.dry)
+            .chain(&mut self.low)
+        {
+            v.drain(..ready);
         }
         self.written += ready as u64;
         Ok(())

@@ -17,6 +17,7 @@ pub mod resample;
 pub mod shipped;
 pub mod sru;
 pub mod stream;
+pub mod upper_band;
 pub mod weights;
 
 pub use config::{MaskKind, ModelConfig};

@@ -13,6 +13,7 @@ use super::stage::ModelStage;
 use super::Shared;
 use crate::error::Result;
 use crate::resample::StreamResampler;
+use crate::upper_band::UpperBand;
 
 /// What a chain is made for: the rates, the channels, and which converters.
 #[derive(Clone, Copy, Debug)]
@@ -36,8 +37,8 @@ struct Chain {
     dry: Vec<Vec<f32>>,
     wet: Vec<Vec<f32>>,
     low: Vec<Vec<f32>>,
-    /// Smoothed power of the processed and unprocessed low bands, per channel.
-    power: Vec<(f32, f32)>,
+    /// The band above the model's reach, restored from the input.
+    upper: UpperBand,
     at_model_rate: Vec<Vec<f32>>,
     denoised: Vec<Vec<f32>>,
 }
@@ -54,8 +55,6 @@ pub struct WorkerSide {
     frames: Vec<f32>,
     planar: Vec<Vec<f32>>,
     mixed: Vec<f32>,
-    /// Per-sample smoothing of the band powers (about 50 ms).
-    smoothing: f32,
 }
 
 impl WorkerSide {
@@ -67,7 +66,7 @@ impl WorkerSide {
         spec: ChainSpec,
     ) -> Result<Self> {
         let chain = Chain::new(stage, spec)?;
-        let (channels, host_rate) = (spec.channels, spec.host_rate);
+        let channels = spec.channels;
         Ok(Self {
             input,
             output,
@@ -79,7 +78,6 @@ impl WorkerSide {
             frames: Vec::new(),
             planar: vec![Vec::new(); channels],
             mixed: Vec::new(),
-            smoothing: (-1.0 / (0.05 * host_rate)).exp() as f32,
         })
     }
 
@@ -140,10 +138,8 @@ impl WorkerSide {
             self.mixed.clear();
             for i in 0..ready {
                 for k in 0..ch {
-                    self.mixed.push(
-                        c.wet[k][i]
-                            + c.high_band_gain(k, i, self.smoothing) * (c.dry[k][i] - c.low[k][i]),
-                    );
+                    self.mixed
+                        .push(c.upper.mix(k, c.wet[k][i], c.low[k][i], c.dry[k][i]));
                 }
             }
             c.consume(ready);
@@ -179,7 +175,7 @@ impl Chain {
             dry: vec![Vec::new(); channels],
             wet: vec![Vec::new(); channels],
             low: vec![Vec::new(); channels],
-            power: vec![(0.0, 0.0); channels],
+            upper: UpperBand::new(host_rate, channels),
             at_model_rate: vec![Vec::new(); channels],
             denoised: vec![Vec::new(); channels],
         })
@@ -231,20 +227,7 @@ impl Chain {
         {
             v.clear();
         }
-        self.power.fill((0.0, 0.0));
-    }
-
-    /// How much of the band above the model's reach to let through at frame `i` of channel
-    /// `k`: as much as the model let through of the band it does see, judged by power.
-    fn high_band_gain(&mut self, k: usize, i: usize, a: f32) -> f32 {
-        let (w, l) = (self.wet[k][i], self.low[k][i]);
-        let p = &mut self.power[k];
-        p.0 = a * p.0 + (1.0 - a) * w * w;
-        p.1 = a * p.1 + (1.0 - a) * l * l;
-        if p.1 <= 1e-12 {
-            return 0.0;
-        }
-        (p.0 / p.1).sqrt().min(1.0)
+        self.upper.reset();
     }
 }
 
