@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Denoise WAV or FLAC files (any sample rate, any channel count, any length).
     Denoise(DenoiseArgs),
+    /// List the models built into this binary, with what their cards say of them.
+    Models,
 }
 
 #[derive(clap::Args)]
@@ -33,9 +35,10 @@ struct DenoiseArgs {
     /// Folder for the outputs, which keep their input's file names.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// ONNX model written by `cargo xtask export` (default: the shipped bidirectional model).
-    #[arg(long)]
-    model: Option<PathBuf>,
+    /// A built-in model by name (`quality`, the default, or `low-latency`; `wavecrn models`
+    /// lists them), or an ONNX file written by `cargo xtask export`.
+    #[arg(long, default_value = "quality")]
+    model: String,
     /// Overwrite outputs that already exist.
     #[arg(long)]
     force: bool,
@@ -70,7 +73,50 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Denoise(args) => denoise(args),
+        Command::Models => {
+            list_models();
+            Ok(())
+        }
     }
+}
+
+fn list_models() {
+    for m in wavecrn_engine::shipped::MODELS {
+        let parameters = wavecrn_engine::onnx_import::weights_from_onnx(m.bytes)
+            .map(|w| w.config.parameter_count().to_string())
+            .unwrap_or_else(|e| format!("unreadable ({e})"));
+        println!(
+            "{} ({}, {} parameters, {:.1} MB)",
+            m.name,
+            m.file,
+            parameters,
+            m.bytes.len() as f64 / 1e6
+        );
+        println!("  {}", m.role);
+        println!("  {}", m.headline());
+        println!();
+    }
+    println!("`--model NAME` picks one; `--model FILE.onnx` runs any exported model.");
+}
+
+/// The model `--model` names: a built-in one, or a file (a path that exists, or anything
+/// ending in .onnx).
+fn load_model(choice: &str, options: &wavecrn_engine::LoadOptions) -> Result<Model> {
+    if let Some(m) = wavecrn_engine::shipped::by_name(choice) {
+        return Ok(Model::from_bytes(m.bytes, options)?);
+    }
+    let path = std::path::Path::new(choice);
+    if !path.exists() && !choice.ends_with(".onnx") {
+        let names: Vec<&str> = wavecrn_engine::shipped::MODELS
+            .iter()
+            .map(|m| m.name)
+            .collect();
+        bail!(
+            "--model {choice}: no built-in model of that name ({}) and no such file",
+            names.join(", ")
+        );
+    }
+    Ok(Model::load_with(path, options)?)
 }
 
 fn denoise(args: DenoiseArgs) -> Result<()> {
@@ -82,10 +128,7 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
     }
     let options = pipeline::load_options(args.device)?;
     let device = options.device;
-    let model = match &args.model {
-        Some(path) => Model::load_with(path, &options)?,
-        None => Model::from_bytes(wavecrn_engine::shipped::DENOISE, &options)?,
-    };
+    let model = load_model(&args.model, &options)?;
     let batch = args
         .batch
         .unwrap_or(if device == Device::Cuda { 16 } else { 1 })
@@ -138,7 +181,14 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
                     }
                 }
                 Err(e) => {
-                    eprintln!("error: {}: {e:#}", input.display());
+                    // Name the file once: most errors name it already.
+                    let message = format!("{e:#}");
+                    let name = input.display().to_string();
+                    if message.contains(&name) {
+                        eprintln!("error: {message}");
+                    } else {
+                        eprintln!("error: {name}: {message}");
+                    }
                     failed += 1;
                 }
             }

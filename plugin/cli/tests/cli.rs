@@ -337,10 +337,11 @@ fn unreadable_input_is_a_clear_error_and_writes_nothing() {
         let output = dir.join(format!("out-{name}"));
         let out = denoise(&input, &output, model_path(), &[]);
         assert!(!out.status.success(), "{name}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(message),
-            "{name}"
-        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{name}");
+        // The file is named, once.
+        let first = err.lines().next().unwrap_or("");
+        assert_eq!(first.matches(name).count(), 1, "{first}");
         assert!(!output.exists(), "{name}: no output");
     }
     let out = run(&[
@@ -381,6 +382,53 @@ fn a_corrupt_or_foreign_model_is_a_clear_error() {
         assert!(err.contains(message), "{model:?}: {err}");
         assert!(!output.exists());
     }
+}
+
+/// The built-in models by name, each the bytes the engine embeds; `wavecrn models` lists them
+/// with their cards' headlines, and an unknown name says what there is.
+#[test]
+fn built_in_models_are_chosen_by_name() {
+    let dir = scratch("by-name");
+    let input = dir.join("in.wav");
+    let x = noise(16_000, 4);
+    write_wav(&input, PCM16_MONO, std::slice::from_ref(&x));
+    for m in wavecrn_engine::shipped::MODELS {
+        let output = dir.join(format!("{}.wav", m.name));
+        let out = run(&[
+            "denoise",
+            s(&input),
+            "-o",
+            s(&output),
+            "--quiet",
+            "--model",
+            m.name,
+        ]);
+        assert!(out.status.success(), "{}", m.name);
+        let want = Model::from_bytes(m.bytes, &LoadOptions::default())
+            .unwrap()
+            .denoise(&x, 1)
+            .unwrap();
+        let (_, y) = read_wav(&output);
+        let worst = y[0]
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-3, "{}: {worst}", m.name);
+    }
+    let out = run(&["models"]);
+    assert!(out.status.success());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for m in wavecrn_engine::shipped::MODELS {
+        assert!(
+            listing.contains(m.name) && listing.contains(&m.headline()),
+            "{listing}"
+        );
+    }
+    let out = run(&["denoise", s(&input), "--model", "loud"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("quality, low-latency"), "{err}");
 }
 
 #[test]
