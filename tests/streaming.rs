@@ -499,3 +499,66 @@ fn files_keep_the_band_above_8_khz_as_the_stream_does() {
         "file {file_db:.1} dB, stream {stream_db:.1} dB"
     );
 }
+
+/// The worker thread flushes denormals: a denormal result is zero there (and is not on a
+/// thread that has not asked).
+#[test]
+fn the_worker_thread_flushes_denormals() {
+    use std::hint::black_box;
+    let tiny = || black_box(f32::MIN_POSITIVE) * black_box(0.25);
+    assert!(
+        std::thread::spawn(move || tiny()).join().unwrap() > 0.0,
+        "an ordinary thread keeps denormals"
+    );
+    let flushed = std::thread::spawn(move || {
+        stream::flush_denormals();
+        tiny()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(flushed, 0.0);
+}
+
+/// Garbage in: huge finite values are limited before the chain, so the output stays finite
+/// and bounded and the stream is itself again a second later; a non-finite value inside the
+/// causal model's state resets that state instead of silencing the stage for good.
+#[test]
+fn huge_input_and_a_broken_model_state_do_not_stick() {
+    let models = models();
+    let rate = 48_000.0;
+    let clean = signal(3 * 48_000, rate, 41);
+    let mut burst = clean.clone();
+    for v in &mut burst[24_000..24_100] {
+        *v = 1e30;
+    }
+    let mut outputs = vec![];
+    for x in [&clean, &burst] {
+        let (mut audio, worker) =
+            stream::stream(&models, Preset::LowLatency, rate, 1, 256).unwrap();
+        assert!(worker.is_none());
+        let (_, mut wet) = run_stream(&mut audio, &[x.clone()], &[256], true);
+        assert!(wet[0].iter().all(|v| v.is_finite() && v.abs() <= 100.0));
+        outputs.push(wet.pop().unwrap());
+    }
+    let tail = 2 * 48_000..3 * 48_000;
+    let snr = snr_db(&outputs[0][tail.clone()], &outputs[1][tail]);
+    assert!(
+        snr > 40.0,
+        "one second after the burst: {snr:.1} dB from the clean run"
+    );
+
+    let bytes = onnx("small_causal");
+    let mut stage = CausalStage::from_onnx(&bytes, 1).unwrap();
+    let mut x = signal(16_000, 16_000.0, 42);
+    x[4_000] = f32::NAN;
+    let out = feed(&mut stage, &[x]).pop().unwrap();
+    assert!(out[..3_900].iter().all(|v| v.is_finite()));
+    assert!(
+        out[4_000..4_100].iter().any(|v| !v.is_finite()),
+        "the NaN went through"
+    );
+    assert!(
+        out[5_000..].iter().all(|v| v.is_finite()),
+        "the state started over"
+    );
+}

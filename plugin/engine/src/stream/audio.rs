@@ -12,6 +12,10 @@ use ringbuf::{HeapCons, HeapProd};
 
 use super::{Shared, WorkerSide};
 
+/// The largest input magnitude the chain sees (+36 dBFS): anything louder is garbage, and
+/// its square must stay far from overflowing a float.
+pub const INPUT_LIMIT: f32 = 64.0;
+
 /// How an audio side is dimensioned.
 pub(super) struct Sizes {
     pub channels: usize,
@@ -175,7 +179,13 @@ impl AudioSide {
             let len = line.len();
             let mut at = self.delay_at;
             for (i, &x) in b.iter().enumerate() {
-                let x = if x.is_finite() { x } else { 0.0 };
+                // Non-finite input becomes silence, and finite input is limited to +36 dBFS,
+                // so no square of it overflows the chain's power trackers.
+                let x = if x.is_finite() {
+                    x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
+                } else {
+                    0.0
+                };
                 self.interleaved[i * ch + c] = x;
                 if self.latency == 0 {
                     self.dry[c][i] = x;
@@ -247,6 +257,7 @@ impl AudioSide {
         }
         self.output.pop_slice(&mut self.interleaved[..take * ch]);
         let step = 1.0 / self.fade as f32;
+        let mut lost = false;
         for i in 0..take {
             // Fade out over the last `fade` frames the worker has delivered, so running dry
             // never clicks; fade back in once it is ahead again.
@@ -258,9 +269,19 @@ impl AudioSide {
             for c in 0..ch {
                 let d = self.dry[c][at];
                 let y = self.interleaved[i * ch + c];
-                let y = if y.is_finite() { y } else { d };
+                let y = if y.is_finite() {
+                    y
+                } else {
+                    // The chain lost this sample (a model state that went bad and was
+                    // reset): the dry signal stands in, and the event is counted.
+                    lost = true;
+                    d
+                };
                 self.wet[c][at] = d + self.presence * (y - d);
             }
+        }
+        if lost {
+            self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
         for c in 0..ch {
             self.wet[c][gap + take..n].copy_from_slice(&self.dry[c][gap + take..n]);

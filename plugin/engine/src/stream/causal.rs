@@ -257,6 +257,17 @@ impl CausalStage {
         for p in &mut self.pending {
             p.drain(..frames * hop);
         }
+        // A non-finite value in the recurrent state would never leave it: the output would
+        // stay non-finite (dry, at the audio side) for good. Start the state over instead;
+        // the hops already out show as non-finite and fall back to dry there, counted.
+        if self.state.iter().flatten().any(|v| !v.is_finite()) {
+            for s in &mut self.state {
+                s.fill(0.0);
+            }
+            for t in &mut self.tail {
+                t.fill(0.0);
+            }
+        }
     }
 }
 

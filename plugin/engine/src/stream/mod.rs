@@ -248,6 +248,7 @@ impl WorkerThread {
         let handle = std::thread::Builder::new()
             .name("wavecrn-worker".into())
             .spawn(move || {
+                flush_denormals();
                 while !s.load(Ordering::Acquire) {
                     let mut busy = false;
                     for w in &mut workers {
@@ -274,6 +275,29 @@ impl WorkerThread {
     /// How many times a worker side failed (each one shows as a dry stretch in the output).
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+}
+
+/// Makes this thread's float arithmetic treat denormal inputs and results as zero (x86's
+/// FTZ and DAZ, Arm's FZ), as the plugin's audio thread does: filters and trackers that decay
+/// towards silence would otherwise run through denormals, tens of times slower.
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: sets two mode bits of this thread's MXCSR (flush-to-zero, bit 15, and
+    // denormals-are-zero, bit 6), leaving the rest as it was.
+    unsafe {
+        let mut csr: u32 = 0;
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack));
+        csr |= (1 << 15) | (1 << 6);
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: sets the flush-to-zero bit (24) of this thread's FPCR.
+    unsafe {
+        let mut fpcr: u64;
+        std::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack));
+        fpcr |= 1 << 24;
+        std::arch::asm!("msr fpcr, {}", in(reg) fpcr, options(nomem, nostack));
     }
 }
 
