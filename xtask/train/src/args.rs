@@ -103,7 +103,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub data_seed: Option<u64>,
     /// Lowest and highest mixing SNR, dB.
-    #[arg(long, num_args = 2, default_values_t = [0.0, 15.0])]
+    #[arg(long, num_args = 2, allow_negative_numbers = true, default_values_t = [0.0, 15.0])]
     pub snr: Vec<f64>,
     /// Share of training inputs hard-clipped (1-12 dB of their peak cut), as overdriven
     /// recordings are; the targets stay whole.

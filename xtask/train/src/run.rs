@@ -676,6 +676,12 @@ mod tests {
             .all(|s| close(learning_rate(&flat, s), 3e-3)));
     }
 
+    /// SNRs below 0 dB are values, not options.
+    #[test]
+    fn negative_snrs_parse() {
+        assert_eq!(run_args(&["--snr", "-5", "20"]).snr, vec![-5.0, 20.0]);
+    }
+
     /// `auto` takes the GPU exactly when there is one; `cuda` without one says what to do.
     #[test]
     fn device_choices_follow_what_libtorch_sees() {
