@@ -46,6 +46,19 @@ rows+=(
 )
 tenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 95)
+# Session 11 rows (issue 26), on the data path without its defects (per-speaker loops and
+# noise loops drawn by duration, no padding, a data seed per run): from the 128 x 6 Quality
+# file shipped at that session's start (commit 5a82ae8; INIT as above to repeat exactly),
+# 4 s crops, 2e-4 -> 2e-5 over 14,000 steps. `s11-base`: the tenth session's recipe;
+# `s11-comp`: plus the compressed-spectrum loss; `s11-comp-aug`: plus augmentation.
+s11="--channels 128 --layers 6 --init $INIT --seconds 4 --batch 2 --stft-loss 0.02 --babble 0.4 --lr 2e-4 --lr-end 2e-5 --warmup 100 --steps 14000 --valid-every 1000"
+rows+=(
+  [s11-base]="$s11"
+  [s11-comp]="$s11 --compressed-loss 1.0"
+  [s11-comp-aug]="$s11 --compressed-loss 1.0 --eq 0.3 --reverb 0.1 --second-noise 0.2 --speech-shaped 0.1 --snr -5 20"
+)
+eleventh=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
+  --threads 1 --cpu-minutes 125)
 if [ $# -eq 0 ]; then
   for r in "${!rows[@]}"; do echo "$r: ${rows[$r]}"; done
   exit 0
@@ -62,6 +75,7 @@ for row in "$@"; do
   # Continuation rows bring their own schedule.
   [[ $row == c-* ]] && budget=("${continued[@]}")
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
+  [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done
