@@ -14,7 +14,45 @@ use anyhow::{Context, Result};
 /// The app binary the plugin package builds with its `standalone` feature.
 const APP: &str = "wavecrn-standalone";
 
+/// On Linux, the standalone app links ALSA and JACK: without their development files the
+/// build would end in a pkg-config panic and a backtrace. Say in one line what to install.
+fn check_app_headers(args: &[String]) -> Result<()> {
+    if !cfg!(target_os = "linux") || !args.iter().any(|a| a.contains("standalone")) {
+        return Ok(());
+    }
+    let missing = missing_app_packages(None);
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the standalone app needs the ALSA and JACK development files: install {} \
+             (Debian/Ubuntu: `apt-get install pkg-config libasound2-dev libjack-jackd2-dev`), \
+             or bundle without `--features standalone`",
+            missing.join(" and ")
+        );
+    }
+    Ok(())
+}
+
+/// The Debian packages of the app's libraries that pkg-config cannot find (searching
+/// `libdir` instead of its own folders when given).
+fn missing_app_packages(libdir: Option<&str>) -> Vec<&'static str> {
+    [("alsa", "libasound2-dev"), ("jack", "libjack-jackd2-dev")]
+        .into_iter()
+        .filter(|(module, _)| {
+            let mut cmd = std::process::Command::new("pkg-config");
+            if let Some(dir) = libdir {
+                cmd.env("PKG_CONFIG_LIBDIR", dir)
+                    .env_remove("PKG_CONFIG_PATH");
+            }
+            !cmd.args(["--exists", module])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(_, package)| package)
+        .collect()
+}
+
 pub fn run(args: Vec<String>) -> Result<()> {
+    check_app_headers(&args)?;
     nice_plug_xtask::main_with_args(
         "cargo xtask",
         std::iter::once("bundle".to_string()).chain(args.iter().cloned()),
@@ -92,5 +130,18 @@ mod tests {
             "checked"
         );
         assert_eq!(dir(&["wavecrn", "--profile", "dev"]), "debug");
+    }
+
+    /// Where pkg-config finds nothing, both packages are named; where the test set-up has
+    /// installed them, none is.
+    #[test]
+    fn missing_app_headers_are_named() {
+        assert_eq!(
+            missing_app_packages(Some("/nonexistent")),
+            ["libasound2-dev", "libjack-jackd2-dev"]
+        );
+        if std::env::var_os("WAVECRN_REQUIRE_BUNDLE").is_some() {
+            assert!(missing_app_packages(None).is_empty());
+        }
     }
 }

@@ -36,7 +36,13 @@ pub struct Spec {
 
 /// A file being read in pieces.
 pub enum Reader {
-    Wav(hound::WavReader<BufReader<File>>),
+    Wav {
+        reader: hound::WavReader<BufReader<File>>,
+        /// The file, for the one warning a truncated file gets.
+        name: String,
+        /// Whether the data ended before the header said (then reading stops there).
+        truncated: bool,
+    },
     Flac {
         reader: Box<claxon::FlacReader<File>>,
         buffer: Vec<i32>,
@@ -72,7 +78,12 @@ impl Reader {
                     channels: s.channels as usize,
                     frames: Some(r.duration() as u64),
                 };
-                Ok((Reader::Wav(r), check(path, spec)?))
+                let reader = Reader::Wav {
+                    reader: r,
+                    name: path.display().to_string(),
+                    truncated: false,
+                };
+                Ok((reader, check(path, spec)?))
             }
             b"fLaC" => {
                 let r = claxon::FlacReader::open(path)
@@ -107,26 +118,71 @@ impl Reader {
     pub fn read(&mut self, max: usize, out: &mut [Vec<f32>]) -> Result<usize> {
         let channels = out.len();
         match self {
-            Reader::Wav(r) => {
+            Reader::Wav {
+                reader: r,
+                name,
+                truncated,
+            } => {
+                if *truncated {
+                    return Ok(0);
+                }
                 let spec = r.spec();
+                let before = out[0].len();
                 let mut n = 0;
+                // Takes one sample read; false where the data has ended early.
+                let mut take = |i: usize, sample: hound::Result<f32>| -> Result<bool> {
+                    match sample {
+                        Ok(v) => {
+                            out[i % channels].push(v);
+                            n = i + 1;
+                            Ok(true)
+                        }
+                        // A header that promises more data than the file holds (a recording
+                        // cut short, a copy interrupted): read what is there, as sox does.
+                        // (hound reports a short read as UnexpectedEof or, within a sample,
+                        // as its own "Failed to read enough bytes.")
+                        Err(hound::Error::IoError(e))
+                            if e.kind() == std::io::ErrorKind::UnexpectedEof
+                                || e.to_string().contains("read enough bytes") =>
+                        {
+                            Ok(false)
+                        }
+                        Err(e) => Err(anyhow!("corrupt WAV data ({e})")),
+                    }
+                };
+                let mut complete = true;
                 match spec.sample_format {
                     hound::SampleFormat::Float => {
                         for (i, s) in r.samples::<f32>().take(max * channels).enumerate() {
-                            let s = s.context("corrupt WAV data")?;
-                            out[i % channels].push(if s.is_finite() { s } else { 0.0 });
-                            n = i + 1;
+                            let s = s.map(|v| if v.is_finite() { v } else { 0.0 });
+                            if !take(i, s)? {
+                                complete = false;
+                                break;
+                            }
                         }
                     }
                     hound::SampleFormat::Int => {
                         let scale = int_scale(spec.bits_per_sample);
                         for (i, s) in r.samples::<i32>().take(max * channels).enumerate() {
-                            out[i % channels].push(s.context("corrupt WAV data")? as f32 * scale);
-                            n = i + 1;
+                            if !take(i, s.map(|v| v as f32 * scale))? {
+                                complete = false;
+                                break;
+                            }
                         }
                     }
                 }
-                if n % channels != 0 {
+                *truncated = !complete;
+                if *truncated {
+                    // Drop a frame cut in the middle; say once what happened.
+                    for o in out.iter_mut() {
+                        o.truncate(before + n / channels);
+                    }
+                    n -= n % channels;
+                    eprintln!(
+                        "warning: {name}: the WAV data ends before its header says; \
+                         denoising what is there"
+                    );
+                } else if n % channels != 0 {
                     bail!("WAV data ends in the middle of a frame");
                 }
                 Ok(n / channels)

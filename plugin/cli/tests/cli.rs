@@ -360,6 +360,31 @@ fn unreadable_input_is_a_clear_error_and_writes_nothing() {
     assert!(leftovers.is_empty());
 }
 
+/// A WAV whose header promises more data than the file holds is denoised as far as the data
+/// goes (a frame cut in the middle dropped), with one warning, as sox reads it.
+#[test]
+fn a_truncated_wav_is_denoised_as_far_as_it_goes() {
+    let dir = scratch("truncated");
+    let input = dir.join("cut.wav");
+    let stereo = hound::WavSpec {
+        channels: 2,
+        ..PCM16_MONO
+    };
+    write_wav(&input, stereo, &[noise(16_000, 5), noise(16_000, 6)]);
+    let bytes = std::fs::read(&input).unwrap();
+    // 44 header bytes, then 10,000 whole frames of 4 bytes and half of the next.
+    std::fs::write(&input, &bytes[..44 + 10_000 * 4 + 2]).unwrap();
+    let output = dir.join("out.wav");
+    let out = denoise(&input, &output, model_path(), &["--quiet"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    assert!(err.contains("ends before its header says"), "{err}");
+    let (spec, y) = read_wav(&output);
+    assert_eq!(spec.channels, 2);
+    assert_eq!(y[0].len(), 10_000);
+}
+
 #[test]
 fn a_corrupt_or_foreign_model_is_a_clear_error() {
     let dir = scratch("model");
