@@ -39,6 +39,14 @@ struct DenoiseArgs {
     /// lists them), or an ONNX file written by `cargo xtask export`.
     #[arg(long, default_value = "quality")]
     model: String,
+    /// How much of the denoised signal replaces the input, in percent (as the plugin's
+    /// Reduction): 0 gives the input back.
+    #[arg(long, default_value_t = 100.0, value_parser = percent)]
+    reduction: f32,
+    /// Remove at most this many dB of what the model takes away (an attenuation limit), so a
+    /// little of the room stays: 12 or 20 are usual. Default: no limit.
+    #[arg(long, value_name = "DB", value_parser = decibels)]
+    noise_floor: Option<f32>,
     /// Overwrite outputs that already exist.
     #[arg(long)]
     force: bool,
@@ -172,7 +180,8 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
     }
     let mut failed = 0;
     for group in pipeline::group_by_length(&jobs, batch) {
-        let results = pipeline::denoise_together(&model, &group, !args.quiet, workers);
+        let share = wavecrn_engine::reduction::effective(args.reduction / 100.0, args.noise_floor);
+        let results = pipeline::denoise_together(&model, &group, !args.quiet, workers, share);
         for ((input, output), result) in group.iter().zip(results) {
             match result {
                 Ok(report) => {
@@ -198,6 +207,20 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
         bail!("{failed} of {} files failed", jobs.len());
     }
     Ok(())
+}
+
+fn percent(s: &str) -> std::result::Result<f32, String> {
+    match s.trim_end_matches('%').parse::<f32>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a percentage from 0 to 100")),
+    }
+}
+
+fn decibels(s: &str) -> std::result::Result<f32, String> {
+    match s.trim_end_matches("dB").trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of dB, 0 or more")),
+    }
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {

@@ -99,7 +99,7 @@ pub fn cores() -> usize {
 /// Returns a one-line summary. Runs on every core.
 pub fn denoise_file(model: &Model, input: &Path, output: &Path, progress: bool) -> Result<String> {
     let job = [(input.to_path_buf(), output.to_path_buf())];
-    denoise_together(model, &job, progress, cores())
+    denoise_together(model, &job, progress, cores(), 1.0)
         .pop()
         .expect("one result per job")
 }
@@ -146,11 +146,12 @@ pub fn denoise_together(
     jobs: &[(PathBuf, PathBuf)],
     progress: bool,
     workers: usize,
+    share: f32,
 ) -> Vec<Result<String>> {
     let started = Instant::now();
     let mut lanes: Vec<Result<Lane>> = jobs
         .iter()
-        .map(|(input, output)| Lane::open(model, input, output))
+        .map(|(input, output)| Lane::open(model, input, output, share))
         .collect();
     let run = run_lanes(model, &mut lanes, progress, workers);
     let took = started.elapsed().as_secs_f64();
@@ -198,6 +199,9 @@ struct Lane {
     dry: Vec<Vec<f32>>,
     low: Vec<Vec<f32>>,
     upper: UpperBand,
+    /// How much of the denoised signal replaces the input
+    /// ([`wavecrn_engine::reduction::effective`]).
+    share: f32,
     writer: Writer,
     tmp: PathBuf,
     /// Model-rate input not yet given to the model.
@@ -213,7 +217,7 @@ struct Lane {
 }
 
 impl Lane {
-    fn open(model: &Model, input: &Path, output: &Path) -> Result<Self> {
+    fn open(model: &Model, input: &Path, output: &Path, share: f32) -> Result<Self> {
         let (reader, spec) = Reader::open(input)?;
         let tmp = wavecrn_engine::io::hidden_sibling(output, "partial")
             .context("output has no file name")?;
@@ -225,6 +229,7 @@ impl Lane {
             dry: planar(ch),
             low: planar(ch),
             upper: UpperBand::new(spec.sample_rate as f64, ch),
+            share,
             writer: Writer::create(&tmp, &spec)?,
             tmp,
             pending: planar(ch),
@@ -308,7 +313,12 @@ impl Lane {
             .enumerate()
         {
             for i in 0..ready {
-                h[i] = self.upper.mix(k, h[i], l[i], d[i]);
+                let denoised = self.upper.mix(k, h[i], l[i], d[i]);
+                h[i] = if self.share >= 1.0 {
+                    denoised
+                } else {
+                    wavecrn_engine::reduction::blend(d[i], denoised, self.share)
+                };
             }
         }
         let parts: Vec<&[f32]> = self.held.iter().map(|h| &h[..ready]).collect();

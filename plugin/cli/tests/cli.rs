@@ -456,6 +456,46 @@ fn built_in_models_are_chosen_by_name() {
     assert!(err.contains("quality, low-latency"), "{err}");
 }
 
+/// `--reduction` and `--noise-floor` blend the input with the fully denoised output as the
+/// plugin's Reduction does: 0 % is the input, 50 % halfway, and a 20 dB floor keeps a tenth
+/// of what the model removes.
+#[test]
+fn reduction_and_noise_floor_blend_with_the_input() {
+    let dir = scratch("reduction");
+    let input = dir.join("in.wav");
+    let float = hound::WavSpec {
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+        ..PCM16_MONO
+    };
+    let x = noise(16_000, 9);
+    write_wav(&input, float, std::slice::from_ref(&x));
+    let render = |extra: &[&str]| {
+        let output = dir.join(format!("out{}.wav", extra.join("")));
+        let out = denoise(
+            &input,
+            &output,
+            model_path(),
+            &[&["--quiet"], extra].concat(),
+        );
+        assert!(out.status.success(), "{extra:?}");
+        read_wav(&output).1.pop().unwrap()
+    };
+    let full = render(&[]);
+    let none = render(&["--reduction", "0"]);
+    let half = render(&["--reduction", "50"]);
+    let floor = render(&["--noise-floor", "20"]);
+    assert_eq!(none, x, "0 % is the input");
+    for i in 0..x.len() {
+        assert!((half[i] - (x[i] + 0.5 * (full[i] - x[i]))).abs() < 1e-5);
+        assert!((floor[i] - (x[i] + 0.9 * (full[i] - x[i]))).abs() < 1e-5);
+    }
+    assert!(full.iter().zip(&x).any(|(a, b)| (a - b).abs() > 1e-3));
+    let out = run(&["denoise", s(&input), "--reduction", "150"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("percentage"));
+}
+
 #[test]
 fn without_a_model_the_shipped_one_is_used() {
     let dir = scratch("shipped");

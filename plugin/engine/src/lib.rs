@@ -12,6 +12,7 @@ pub mod model;
 pub mod offline;
 pub mod onnx_export;
 pub mod onnx_import;
+pub mod reduction;
 pub mod resample;
 
 pub mod shipped;

@@ -19,7 +19,7 @@ pub fn mix(dry: &[f32], wet: &[f32], c: &Controls, out: &mut [f32]) {
         let processed = if c.listen_noise {
             r * (d - w)
         } else {
-            d + r * (w - d)
+            wavecrn_engine::reduction::blend(d, w, r)
         } * c.gain[i];
         let b = c.bypass[i];
         // Exact at both ends: fully bypassed is the dry signal bit for bit.
