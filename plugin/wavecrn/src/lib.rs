@@ -40,9 +40,12 @@ pub struct Wavecrn {
     offline: bool,
     sample_rate: f32,
     bypass_state: f32,
+    /// Where "Listen to removed noise" is on its 10 ms fade (0: off, 1: on).
+    listen_state: f32,
     reduction: Vec<f32>,
     gain: Vec<f32>,
     bypass: Vec<f32>,
+    listen: Vec<f32>,
     /// Levels and state for the editor, and the reading the audio thread is summing.
     meters: Arc<Meters>,
     reading: Reading,
@@ -61,9 +64,11 @@ impl Default for Wavecrn {
             offline: false,
             sample_rate: 48_000.0,
             bypass_state: 0.0,
+            listen_state: 0.0,
             reduction: Vec::new(),
             gain: Vec::new(),
             bypass: Vec::new(),
+            listen: Vec::new(),
             meters: Arc::new(Meters::default()),
             reading: Reading::default(),
             repaint: RepaintNotifier::new(),
@@ -201,6 +206,12 @@ impl Plugin for Wavecrn {
         self.gain = vec![0.0; max_block];
         self.bypass = vec![0.0; max_block];
         self.bypass_state = if self.params.bypass.value() { 1.0 } else { 0.0 };
+        self.listen = vec![0.0; max_block];
+        self.listen_state = if self.params.listen_noise.value() {
+            1.0
+        } else {
+            0.0
+        };
         let latency = self.streams[self.active].latency() as u32;
         if context.plugin_api() != PluginApi::Standalone {
             // Reported only here: hosts read a plugin's latency when it activates.
@@ -257,7 +268,11 @@ impl Plugin for Wavecrn {
             }
         }
         let mode = self.active;
-        let listen_noise = self.params.listen_noise.value();
+        let listen_target = if self.params.listen_noise.value() {
+            1.0
+        } else {
+            0.0
+        };
         let bypass_target = if self.params.bypass.value() { 1.0 } else { 0.0 };
         let bypass_step = 1.0 / (BYPASS_FADE_SECONDS * self.sample_rate);
         let total = buffer.samples();
@@ -286,11 +301,16 @@ impl Plugin for Wavecrn {
                 self.bypass_state = step_toward(self.bypass_state, bypass_target, bypass_step);
                 *b = self.bypass_state;
             }
+            // The listen switch fades as bypass does: no click when it flips.
+            for l in &mut self.listen[..len] {
+                self.listen_state = step_toward(self.listen_state, listen_target, bypass_step);
+                *l = self.listen_state;
+            }
             let controls = Controls {
                 reduction: &self.reduction[..len],
                 gain: &self.gain[..len],
                 bypass: &self.bypass[..len],
-                listen_noise,
+                listen: &self.listen[..len],
             };
             for (c, out) in channels.iter_mut().take(ch).enumerate() {
                 let out = &mut out[at..at + len];

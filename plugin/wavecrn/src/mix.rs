@@ -9,18 +9,25 @@ pub struct Controls<'a> {
     pub gain: &'a [f32],
     /// 0 = processing, 1 = bypassed (ramps between the two).
     pub bypass: &'a [f32],
-    pub listen_noise: bool,
+    /// 0 = the denoised signal, 1 = what is removed from it (ramps between the two).
+    pub listen: &'a [f32],
 }
 
 /// Writes one channel of output. Reduction 0 and gain 1 give the dry signal bit for bit.
 pub fn mix(dry: &[f32], wet: &[f32], c: &Controls, out: &mut [f32]) {
     for i in 0..out.len() {
         let (d, w, r) = (dry[i], wet[i], c.reduction[i]);
-        let processed = if c.listen_noise {
+        let kept = wavecrn_engine::reduction::blend(d, w, r);
+        let l = c.listen[i];
+        // Exact at both ends, as bypass is.
+        let heard = if l == 0.0 {
+            kept
+        } else if l >= 1.0 {
             r * (d - w)
         } else {
-            wavecrn_engine::reduction::blend(d, w, r)
-        } * c.gain[i];
+            kept + l * (r * (d - w) - kept)
+        };
+        let processed = heard * c.gain[i];
         let b = c.bypass[i];
         // Exact at both ends: fully bypassed is the dry signal bit for bit.
         out[i] = if b == 0.0 {
@@ -38,11 +45,39 @@ mod tests {
     use super::*;
 
     fn controls<'a>(r: &'a [f32], g: &'a [f32], b: &'a [f32], listen: bool) -> Controls<'a> {
+        const ON: [f32; 8] = [1.0; 8];
+        const OFF: [f32; 8] = [0.0; 8];
         Controls {
             reduction: r,
             gain: g,
             bypass: b,
-            listen_noise: listen,
+            listen: if listen {
+                &ON[..r.len()]
+            } else {
+                &OFF[..r.len()]
+            },
+        }
+    }
+
+    /// Flipping "Listen to removed noise" moves the output along a ramp from the kept
+    /// signal to the removed one, never in one step.
+    #[test]
+    fn listening_fades_in() {
+        let dry = [0.8f32; 5];
+        let wet = [0.2f32; 5];
+        let ramp = [0.0f32, 0.25, 0.5, 0.75, 1.0];
+        let mut out = [0.0; 5];
+        let c = Controls {
+            reduction: &[1.0; 5],
+            gain: &[1.0; 5],
+            bypass: &[0.0; 5],
+            listen: &ramp,
+        };
+        mix(&dry, &wet, &c, &mut out);
+        assert!((out[0] - 0.2).abs() < 1e-6);
+        assert!((out[4] - 0.6).abs() < 1e-6);
+        for w in out.windows(2) {
+            assert!((w[1] - w[0]).abs() < 0.11, "{out:?}");
         }
     }
 
