@@ -507,7 +507,7 @@ fn the_worker_thread_flushes_denormals() {
     use std::hint::black_box;
     let tiny = || black_box(f32::MIN_POSITIVE) * black_box(0.25);
     assert!(
-        std::thread::spawn(move || tiny()).join().unwrap() > 0.0,
+        std::thread::spawn(tiny).join().unwrap() > 0.0,
         "an ordinary thread keeps denormals"
     );
     let flushed = std::thread::spawn(move || {
@@ -536,7 +536,7 @@ fn huge_input_and_a_broken_model_state_do_not_stick() {
         let (mut audio, worker) =
             stream::stream(&models, Preset::LowLatency, rate, 1, 256).unwrap();
         assert!(worker.is_none());
-        let (_, mut wet) = run_stream(&mut audio, &[x.clone()], &[256], true);
+        let (_, mut wet) = run_stream(&mut audio, std::slice::from_ref(x), &[256], true);
         assert!(wet[0].iter().all(|v| v.is_finite() && v.abs() <= 100.0));
         outputs.push(wet.pop().unwrap());
     }

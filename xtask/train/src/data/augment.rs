@@ -201,7 +201,7 @@ pub fn speech_shaped(rng: &mut Rng, speech: &[f32]) -> Vec<f32> {
         buf[n - k] = v.conj();
     }
     buf[0] = Complex32::new(0.0, 0.0);
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         buf[n / 2] = Complex32::new(buf[n / 2].norm(), 0.0);
     }
     planner.plan_fft_inverse(n).process(&mut buf);
