@@ -80,7 +80,33 @@ def check(paths, device: str) -> None:
         assert err <= TOLERANCE, f"{path} differs by {err:.3g}"
 
 
+def require_cpu_kernel() -> None:
+    """Stops unless sru's compiled CPU kernel loads: without it (no ninja or C++ compiler),
+    sru silently runs its recurrence as a slow Python loop, and a speed ratio against that
+    says nothing about the original at its best."""
+    import importlib
+
+    loader = None
+    for module in ("sru.sru_functional", "sru.ops"):
+        try:
+            loader = getattr(importlib.import_module(module), "_lazy_load_cpu_kernel", None)
+        except ImportError:
+            continue
+        if loader is not None:
+            break
+    if loader is None:
+        raise SystemExit("cannot find sru's CPU kernel loader: is this sru 2.3.5?")
+    if not loader():
+        raise SystemExit(
+            "sru's C++ CPU kernel did not load (it needs ninja and a C++ compiler: "
+            "`pip install ninja`, `apt-get install g++`); the original would run on its "
+            "slow Python fallback, so no baseline is measured"
+        )
+
+
 def speed(device: str, batch: int, seconds: float, runs: int) -> float:
+    if device == "cpu":
+        require_cpu_kernel()
     torch.manual_seed(1)
     net = ConvBSRU(256, 6, True).to(device).eval()
     length = int(seconds * RATE) // HOP * HOP
