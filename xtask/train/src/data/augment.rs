@@ -159,30 +159,63 @@ pub fn measured_rt60(h: &[f32]) -> f64 {
     (at(-25.0) - at(-5.0)) / RATE * 3.0
 }
 
-/// `x` convolved with `h`, the first `x.len()` samples (FFT convolution).
-pub fn convolve(x: &[f32], h: &[f32]) -> Vec<f32> {
-    let n = (x.len() + h.len()).next_power_of_two();
-    let mut planner = FftPlanner::<f32>::new();
-    let (forward, inverse) = (planner.plan_fft_forward(n), planner.plan_fft_inverse(n));
+thread_local! {
+    /// One planner per data thread: rustfft keeps the plans it has made, so every example
+    /// after the first reuses them instead of planning its FFT sizes again.
+    static PLANNER: std::cell::RefCell<FftPlanner<f32>> = std::cell::RefCell::new(FftPlanner::new());
+}
+
+/// A forward (`inverse` false) or inverse FFT of `n` points, from this thread's planner.
+fn fft(n: usize, inverse: bool) -> std::sync::Arc<dyn rustfft::Fft<f32>> {
+    PLANNER.with(|p| {
+        let mut p = p.borrow_mut();
+        if inverse {
+            p.plan_fft_inverse(n)
+        } else {
+            p.plan_fft_forward(n)
+        }
+    })
+}
+
+/// `x` convolved with each of `filters`, the first `x.len()` samples of each (FFT
+/// convolution; `x`'s spectrum is taken once for all of them).
+pub fn convolve_each(x: &[f32], filters: &[&[f32]]) -> Vec<Vec<f32>> {
+    let longest = filters.iter().map(|h| h.len()).max().unwrap_or(0);
+    let n = (x.len() + longest).next_power_of_two();
+    let (forward, inverse) = (fft(n, false), fft(n, true));
     let spectrum = |s: &[f32]| {
         let mut buf: Vec<Complex32> = s.iter().map(|&v| Complex32::new(v, 0.0)).collect();
         buf.resize(n, Complex32::new(0.0, 0.0));
         forward.process(&mut buf);
         buf
     };
-    let (mut a, b) = (spectrum(x), spectrum(h));
-    a.iter_mut().zip(&b).for_each(|(a, b)| *a *= b);
-    inverse.process(&mut a);
+    let input = spectrum(x);
     let scale = 1.0 / n as f32;
-    a[..x.len()].iter().map(|c| c.re * scale).collect()
+    filters
+        .iter()
+        .map(|h| {
+            let mut a = spectrum(h);
+            a.iter_mut().zip(&input).for_each(|(a, b)| *a *= b);
+            inverse.process(&mut a);
+            a[..x.len()].iter().map(|c| c.re * scale).collect()
+        })
+        .collect()
+}
+
+/// `x` convolved with `h`, the first `x.len()` samples (FFT convolution).
+pub fn convolve(x: &[f32], h: &[f32]) -> Vec<f32> {
+    convolve_each(x, &[h])
+        .pop()
+        .expect("one filter, one result")
 }
 
 /// Speech in a room: `dry` (with [`ROOM_CONTEXT`] samples before the crop it ends with)
 /// through the response `h`. Returns the crop as the microphone hears it (the whole
 /// response) and as the target keeps it (the first [`EARLY`] samples of the response).
 pub fn reverberate(dry: &[f32], h: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let wet = convolve(dry, h);
-    let early = convolve(dry, &h[..EARLY.min(h.len())]);
+    let [wet, early]: [Vec<f32>; 2] = convolve_each(dry, &[h, &h[..EARLY.min(h.len())]])
+        .try_into()
+        .expect("two filters, two results");
     (wet[ROOM_CONTEXT..].to_vec(), early[ROOM_CONTEXT..].to_vec())
 }
 
@@ -190,9 +223,8 @@ pub fn reverberate(dry: &[f32], h: &[f32]) -> (Vec<f32>, Vec<f32>) {
 /// drawn at random (a speech-shaped noise, as made for hearing tests), the same length.
 pub fn speech_shaped(rng: &mut Rng, speech: &[f32]) -> Vec<f32> {
     let n = speech.len();
-    let mut planner = FftPlanner::<f32>::new();
     let mut buf: Vec<Complex32> = speech.iter().map(|&v| Complex32::new(v, 0.0)).collect();
-    planner.plan_fft_forward(n).process(&mut buf);
+    fft(n, false).process(&mut buf);
     // Random phases with Hermitian symmetry, so the result is real.
     for k in 1..n.div_ceil(2) {
         let phase = rng.uniform(0.0, 2.0 * PI) as f32;
@@ -204,7 +236,7 @@ pub fn speech_shaped(rng: &mut Rng, speech: &[f32]) -> Vec<f32> {
     if n.is_multiple_of(2) {
         buf[n / 2] = Complex32::new(buf[n / 2].norm(), 0.0);
     }
-    planner.plan_fft_inverse(n).process(&mut buf);
+    fft(n, true).process(&mut buf);
     buf.iter().map(|c| c.re / n as f32).collect()
 }
 
