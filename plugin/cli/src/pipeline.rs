@@ -314,6 +314,8 @@ impl Lane {
         {
             for i in 0..ready {
                 let denoised = self.upper.mix(k, h[i], l[i], d[i]);
+                // Full reduction writes the denoised sample itself, not a blend that
+                // rounds to it.
                 h[i] = if self.share >= 1.0 {
                     denoised
                 } else {
