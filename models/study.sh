@@ -59,12 +59,25 @@ rows+=(
 )
 eleventh=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 125)
+# Session 12 rows (issue 26): from the Quality file shipped at that session's start (commit
+# 3c043b8, the end of s11-comp-aug), its recipe on a fresh data seed, 10,000 steps, a warm
+# restart to 2e-4 and a half cosine to 2e-5. `s12-restore` (issue 24) takes the other slot:
+# the paper's 256 x 6 from the shipped restore file (1,000 steps of 1 s crops), 2 s crops, the
+# compressed-spectrum loss.
+s12="--channels 128 --layers 6 --init $INIT --seconds 4 --batch 2 --stft-loss 0.02 --babble 0.4 --compressed-loss 1.0 --eq 0.3 --reverb 0.1 --second-noise 0.2 --speech-shaped 0.1 --snr -5 20 --warmup 100 --steps 10000 --valid-every 1000"
+rows+=(
+  [s12-lr2]="$s12 --lr 2e-4 --lr-end 2e-5"
+  [s12-restore]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 5e-4 --lr-end 5e-5 --warmup 100 --steps 4000 --valid-every 500"
+)
+twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
+  --threads 1 --cpu-minutes 110)
 if [ $# -eq 0 ]; then
   for r in "${!rows[@]}"; do echo "$r: ${rows[$r]}"; done
   exit 0
 fi
 trainer=target/release/wavecrn-train
 [ -x "$trainer" ] || cargo build --release -p wavecrn-train
+mkdir -p runs/study
 for row in "$@"; do
   [ -n "${rows[$row]:-}" ] || { echo "unknown row $row" >&2; exit 2; }
   dir=runs/study/$row
@@ -76,6 +89,7 @@ for row in "$@"; do
   [[ $row == c-* ]] && budget=("${continued[@]}")
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
+  [[ $row == s12-* ]] && budget=("${twelfth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done

@@ -291,9 +291,11 @@ impl Loaded {
     }
 }
 
-/// Every rate clap-validator activates at, from telephone to DXD and beyond.
-const RATES: [f64; 8] = [
-    8_000.0, 22_050.0, 44_100.0, 48_000.0, 96_000.0, 192_000.0, 384_000.0, 768_000.0,
+/// Every rate clap-validator activates at, from under telephone to DXD and beyond, the
+/// fractional ones included.
+const RATES: [f64; 13] = [
+    1_234.5678, 8_000.0, 12_345.678, 22_050.0, 44_100.0, 45_678.901, 48_000.0, 88_200.0, 96_000.0,
+    123_456.78, 192_000.0, 384_000.0, 768_000.0,
 ];
 
 /// A small deterministic generator for the fuzz test.
@@ -328,8 +330,10 @@ fn hosts_see_an_honest_glitch_free_denoiser() {
             // An impulse through the dry path (Reduction 0 %): out after exactly the latency,
             // bit for bit, at odd block sizes.
             plugin.set(&[("Mode", mode), ("Reduction", 0.0)]);
-            // Long enough for Quality's latency at 8 kHz (2.65 s) to be under half of it.
-            let input = impulse_and_noise(rate as usize * 6);
+            // Long enough for Quality's latency (2.65 s at 8 kHz, 6.2 s at 1234.57 Hz) to be under
+            // half of it.
+            let input =
+                impulse_and_noise((rate * if rate < 8_000.0 { 16.0 } else { 6.0 }) as usize);
             let (out, latency) = plugin.run(rate, &[1, 17, 511, 4096], &input, true);
             let latency = latency as usize;
             assert_delayed_exactly(&input, &out, latency, &format!("mode {mode} at {rate} Hz"));

@@ -485,12 +485,17 @@ fn hosts_see_an_honest_glitch_free_denoiser() {
     ] {
         assert!(plugin.params.contains_key(name), "parameter {name}");
     }
-    for rate in [8_000.0, 44_100.0, 48_000.0, 192_000.0, 768_000.0] {
+    // From under telephone rates (as clap-validator tries on the CLAP side) to DXD and beyond.
+    for rate in [
+        1_234.5678, 8_000.0, 12_345.678, 44_100.0, 48_000.0, 192_000.0, 768_000.0,
+    ] {
         // Mode is a three-step parameter: normalised 0, 0.5, 1.
         for mode in [0.0, 0.5, 1.0] {
             plugin.set(&[("Mode", mode), ("Reduction", 0.0)]);
-            // Long enough for Quality's latency at 8 kHz (2.65 s) to be under half of it.
-            let input = impulse_and_noise(rate as usize * 6);
+            // Long enough for Quality's latency (2.65 s at 8 kHz, 6.2 s at 1234.57 Hz) to be under
+            // half of it.
+            let input =
+                impulse_and_noise((rate * if rate < 8_000.0 { 16.0 } else { 6.0 }) as usize);
             let (out, latency) = plugin.run(rate, &[1, 17, 511, 4096], &input, false);
             let latency = latency as usize;
             assert_delayed_exactly(&input, &out, latency, &format!("mode {mode} at {rate} Hz"));
@@ -641,6 +646,50 @@ fn parameters_round_trip_through_saved_state() {
         }
         assert!((other.value("Reduction") - 0.25).abs() < 1e-6);
     }
+}
+
+/// As clap-validator's `state-invalid-empty` and `state-invalid-random` do on the CLAP side: a
+/// host that hands over an empty or garbled state gets a refusal, and the plugin keeps the
+/// parameters it had and goes on processing.
+#[test]
+fn empty_or_random_state_is_refused_and_changes_nothing() {
+    let Some(plugin) = load() else { return };
+    plugin.set(&[("Reduction", 0.4), ("Mode", 0.5)]);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    };
+    let mut states = vec![Vec::new(), random(1), random(64)];
+    states.extend((0..3).map(|_| random(1 << 20)));
+    for bytes in states {
+        let len = bytes.len();
+        let stream = ComWrapper::new(MemoryStream {
+            bytes: RefCell::new(bytes),
+            at: RefCell::new(0),
+        });
+        let ptr = stream.to_com_ptr::<IBStream>().unwrap();
+        // SAFETY: the stream lives through the call.
+        let result = unsafe { plugin.component.setState(ptr.as_ptr()) };
+        assert_ne!(
+            result, kResultOk,
+            "{len} bytes of garbage accepted as a state"
+        );
+        assert!(
+            (plugin.value("Reduction") - 0.4).abs() < 1e-6,
+            "{len} bytes"
+        );
+        assert!((plugin.value("Mode") - 0.5).abs() < 1e-6, "{len} bytes");
+    }
+    let input = tone_and_noise(48_000);
+    let (out, _) = plugin.run(48_000.0, &[512], &input, false);
+    assert!(out.iter().flatten().all(|v| v.is_finite()));
 }
 
 #[test]

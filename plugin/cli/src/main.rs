@@ -1,12 +1,13 @@
-//! `wavecrn`: denoise speech recordings from the command line.
+//! `wavecrn`: denoise speech recordings (and restore 2-bit speech) from the command line.
 
 use wavecrn_cli::pipeline;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use wavecrn_engine::shipped::Task;
 use wavecrn_engine::{Device, DeviceChoice, Model};
 
 #[derive(Parser)]
@@ -20,12 +21,20 @@ struct Cli {
 enum Command {
     /// Denoise WAV or FLAC files (any sample rate, any channel count, any length).
     Denoise(DenoiseArgs),
+    /// Restore speech from its 2-bit version, the sign of each sample at 16 kHz (the paper's
+    /// second task); `compress-2bit` makes such a file.
+    Restore(RestoreArgs),
+    /// Write the 2-bit version of a recording (16 kHz, the sign of each sample): what
+    /// `restore` takes.
+    #[command(name = "compress-2bit")]
+    Compress2Bit(CompressArgs),
     /// List the models built into this binary, with what their cards say of them.
     Models,
 }
 
+/// Which files go in, and where the results go.
 #[derive(clap::Args)]
-struct DenoiseArgs {
+struct Files {
     /// Input files.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -35,6 +44,35 @@ struct DenoiseArgs {
     /// Folder for the outputs, which keep their input's file names.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Overwrite outputs that already exist.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Where and how widely the model runs.
+#[derive(clap::Args)]
+struct Compute {
+    /// Where the model runs: `auto` takes an NVIDIA GPU when one is usable (and says so when
+    /// it falls back to the CPU), `cuda` insists on one.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Files run together, as one batch (files of similar length are grouped). Default:
+    /// 16 on a GPU, 1 on the CPU, where batching brings no speed.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Pieces of audio (30 s windows) run at once, one thread each. Default: every core on the
+    /// CPU, 1 on a GPU. The output is the same whatever the number.
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct DenoiseArgs {
+    #[command(flatten)]
+    files: Files,
     /// A built-in model by name (`quality`, the default, or `low-latency`; `wavecrn models`
     /// lists them), or an ONNX file written by `cargo xtask export`.
     #[arg(long, default_value = "quality")]
@@ -47,24 +85,27 @@ struct DenoiseArgs {
     /// little of the room stays: 12 or 20 are usual. Default: no limit.
     #[arg(long, value_name = "DB", value_parser = decibels)]
     noise_floor: Option<f32>,
-    /// Overwrite outputs that already exist.
-    #[arg(long)]
-    force: bool,
-    /// No progress bar.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Where the model runs: `auto` takes an NVIDIA GPU when one is usable (and says so when
-    /// it falls back to the CPU), `cuda` insists on one.
-    #[arg(long, default_value_t = DeviceChoice::Auto)]
-    device: DeviceChoice,
-    /// Files denoised together, as one batch (files of similar length are grouped). Default:
-    /// 16 on a GPU, 1 on the CPU, where batching brings no speed.
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Pieces of audio (30 s windows) run at once, one thread each. Default: every core on the
-    /// CPU, 1 on a GPU. The output is the same whatever the number.
-    #[arg(long)]
-    jobs: Option<usize>,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// Inputs: 16 kHz files whose samples carry only their sign (any level: the sign of
+    /// each sample is what the model is given).
+    #[command(flatten)]
+    files: Files,
+    /// The built-in restore model (`restore`, the default), or an ONNX file of one.
+    #[arg(long, default_value = "restore")]
+    model: String,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+#[derive(clap::Args)]
+struct CompressArgs {
+    #[command(flatten)]
+    files: Files,
 }
 
 fn main() -> ExitCode {
@@ -80,7 +121,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Denoise(args) => denoise(args),
+        Command::Denoise(args) => {
+            let share =
+                wavecrn_engine::reduction::effective(args.reduction / 100.0, args.noise_floor);
+            let task = pipeline::Task::Denoise { share };
+            run_model(&args.files, &args.model, Task::Denoise, task, &args.compute)
+        }
+        Command::Restore(args) => run_model(
+            &args.files,
+            &args.model,
+            Task::Restore,
+            pipeline::Task::Restore,
+            &args.compute,
+        ),
+        Command::Compress2Bit(args) => compress(&args.files),
         Command::Models => {
             list_models();
             Ok(())
@@ -107,10 +161,17 @@ fn list_models() {
     println!("`--model NAME` picks one; `--model FILE.onnx` runs any exported model.");
 }
 
-/// The model `--model` names: a built-in one, or a file (a path that exists, or anything
-/// ending in .onnx).
-fn load_model(choice: &str, options: &wavecrn_engine::LoadOptions) -> Result<Model> {
+/// The model `--model` names: a built-in one made for `task`, or a file (a path that
+/// exists, or anything ending in .onnx).
+fn load_model(choice: &str, task: Task, options: &wavecrn_engine::LoadOptions) -> Result<Model> {
     if let Some(m) = wavecrn_engine::shipped::by_name(choice) {
+        if m.task != task {
+            let command = match m.task {
+                Task::Denoise => "denoise",
+                Task::Restore => "restore",
+            };
+            bail!("--model {choice}: that model is for `wavecrn {command}`");
+        }
         return Ok(Model::from_bytes(m.bytes, options)?);
     }
     let path = std::path::Path::new(choice);
@@ -127,32 +188,18 @@ fn load_model(choice: &str, options: &wavecrn_engine::LoadOptions) -> Result<Mod
     Ok(Model::load_with(path, options)?)
 }
 
-fn denoise(args: DenoiseArgs) -> Result<()> {
-    if args.output.is_some() && args.inputs.len() > 1 {
+/// Every input's output path, refusing clashes before anything is touched: `-o`, a file in
+/// `--out-dir`, or the input's name with `suffix` before its extension.
+fn plan_outputs(files: &Files, suffix: &str) -> Result<Vec<(PathBuf, PathBuf)>> {
+    if files.output.is_some() && files.inputs.len() > 1 {
         bail!(
             "-o names one output file, but {} inputs were given: use --out-dir",
-            args.inputs.len()
+            files.inputs.len()
         );
     }
-    let options = pipeline::load_options(args.device)?;
-    let device = options.device;
-    let model = load_model(&args.model, &options)?;
-    let batch = args
-        .batch
-        .unwrap_or(if device == Device::Cuda { 16 } else { 1 })
-        .max(1);
-    let workers = args
-        .jobs
-        .unwrap_or_else(|| match device {
-            Device::Cuda => 1,
-            _ => pipeline::cores(),
-        })
-        .max(1);
-
-    // Work out every output path, and refuse clashes, before touching anything.
     let mut jobs = vec![];
-    for input in &args.inputs {
-        let output = match (&args.output, &args.out_dir) {
+    for input in &files.inputs {
+        let output = match (&files.output, &files.out_dir) {
             (Some(o), _) => o.clone(),
             (None, Some(dir)) => dir.join(input.file_name().context("input has no file name")?),
             (None, None) => {
@@ -164,44 +211,97 @@ fn denoise(args: DenoiseArgs) -> Result<()> {
                     .extension()
                     .map(|e| format!(".{}", e.to_string_lossy()))
                     .unwrap_or_default();
-                input.with_file_name(format!("{stem}.denoised{ext}"))
+                input.with_file_name(format!("{stem}.{suffix}{ext}"))
             }
         };
         if same_file(input, &output) {
             bail!("{} would overwrite its own input", output.display());
         }
-        if output.exists() && !args.force {
+        if output.exists() && !files.force {
             bail!("{} exists: pass --force to overwrite it", output.display());
         }
         jobs.push((input.clone(), output));
     }
-    if let Some(dir) = &args.out_dir {
+    if let Some(dir) = &files.out_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    Ok(jobs)
+}
+
+/// Reports one file's result; returns whether it failed.
+fn report(files: &Files, input: &Path, output: &Path, result: Result<String>) -> bool {
+    match result {
+        Ok(summary) => {
+            if !files.quiet {
+                eprintln!("{} -> {} ({summary})", input.display(), output.display());
+            }
+            false
+        }
+        Err(e) => {
+            // Name the file once: most errors name it already.
+            let message = format!("{e:#}");
+            let name = input.display().to_string();
+            if message.contains(&name) {
+                eprintln!("error: {message}");
+            } else {
+                eprintln!("error: {name}: {message}");
+            }
+            true
+        }
+    }
+}
+
+/// `denoise` and `restore`: every input through the model, in batches of similar length.
+fn run_model(
+    files: &Files,
+    model: &str,
+    kind: Task,
+    task: pipeline::Task,
+    compute: &Compute,
+) -> Result<()> {
+    let suffix = match kind {
+        Task::Denoise => "denoised",
+        Task::Restore => "restored",
+    };
+    let jobs = plan_outputs(files, suffix)?;
+    let options = pipeline::load_options(compute.device)?;
+    let device = options.device;
+    let model = load_model(model, kind, &options)?;
+    let batch = compute
+        .batch
+        .unwrap_or(if device == Device::Cuda { 16 } else { 1 })
+        .max(1);
+    let workers = compute
+        .jobs
+        .unwrap_or_else(|| match device {
+            Device::Cuda => 1,
+            _ => pipeline::cores(),
+        })
+        .max(1);
     let mut failed = 0;
     for group in pipeline::group_by_length(&jobs, batch) {
-        let share = wavecrn_engine::reduction::effective(args.reduction / 100.0, args.noise_floor);
-        let results = pipeline::denoise_together(&model, &group, !args.quiet, workers, share);
+        let results = pipeline::denoise_together(&model, &group, !files.quiet, workers, task);
         for ((input, output), result) in group.iter().zip(results) {
-            match result {
-                Ok(report) => {
-                    if !args.quiet {
-                        eprintln!("{} -> {} ({report})", input.display(), output.display());
-                    }
-                }
-                Err(e) => {
-                    // Name the file once: most errors name it already.
-                    let message = format!("{e:#}");
-                    let name = input.display().to_string();
-                    if message.contains(&name) {
-                        eprintln!("error: {message}");
-                    } else {
-                        eprintln!("error: {name}: {message}");
-                    }
-                    failed += 1;
-                }
-            }
+            failed += usize::from(report(files, input, output, result));
         }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files failed", jobs.len());
+    }
+    Ok(())
+}
+
+/// `compress-2bit`: each input's sign at the restore model's rate.
+fn compress(files: &Files) -> Result<()> {
+    let jobs = plan_outputs(files, "2bit")?;
+    let restore = wavecrn_engine::shipped::by_name("restore").expect("the restore model ships");
+    let rate = wavecrn_engine::onnx_import::weights_from_onnx(restore.bytes)?
+        .config
+        .sample_rate;
+    let mut failed = 0;
+    for (input, output) in &jobs {
+        let result = pipeline::compress_2bit(input, output, rate);
+        failed += usize::from(report(files, input, output, result));
     }
     if failed > 0 {
         bail!("{failed} of {} files failed", jobs.len());

@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wavecrn_engine::offline::{ChunkedDenoiser, Chunking};
 use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::upper_band::UpperBand;
-use wavecrn_engine::{DeviceChoice, LoadOptions, Model};
+use wavecrn_engine::{two_bit, DeviceChoice, LoadOptions, Model};
 
-use crate::audio::{Reader, Spec, Writer};
+use crate::audio::{Encoding, Reader, Spec, Writer};
 
 /// The WAV and FLAC files under `dir` (recursively), sorted by path. An unreadable folder or
 /// one without audio is an error naming it.
@@ -95,11 +95,24 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// What the model makes of a file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Task {
+    /// Denoise at any rate; the model's output replaces `share` of the input
+    /// ([`wavecrn_engine::reduction::effective`]).
+    Denoise { share: f32 },
+    /// Restore 2-bit speech: the model is given the sign of each sample (so a sign file at
+    /// any level will do) and its output is the file. The sign of speech at another rate is
+    /// not what the model learnt to undo, so the file must be at the model's rate.
+    Restore,
+}
+
 /// Denoises `input` into `output` (same format, rate and channels, same length).
 /// Returns a one-line summary. Runs on every core.
 pub fn denoise_file(model: &Model, input: &Path, output: &Path, progress: bool) -> Result<String> {
     let job = [(input.to_path_buf(), output.to_path_buf())];
-    denoise_together(model, &job, progress, cores(), 1.0)
+    let task = Task::Denoise { share: 1.0 };
+    denoise_together(model, &job, progress, cores(), task)
         .pop()
         .expect("one result per job")
 }
@@ -137,7 +150,7 @@ pub fn group_by_length(jobs: &[(PathBuf, PathBuf)], batch: usize) -> Vec<Vec<(Pa
         .collect()
 }
 
-/// Denoises several files as one batch: their channels run side by side through the model,
+/// Runs `task` on several files as one batch: their channels run side by side through the model,
 /// each file padded with silence after its end and cropped back, so a GPU gets work in
 /// large pieces. Memory stays bounded as for one file. Returns one result per job; a file
 /// that fails does not stop the others.
@@ -146,12 +159,12 @@ pub fn denoise_together(
     jobs: &[(PathBuf, PathBuf)],
     progress: bool,
     workers: usize,
-    share: f32,
+    task: Task,
 ) -> Vec<Result<String>> {
     let started = Instant::now();
     let mut lanes: Vec<Result<Lane>> = jobs
         .iter()
-        .map(|(input, output)| Lane::open(model, input, output, share))
+        .map(|(input, output)| Lane::open(model, input, output, task))
         .collect();
     let run = run_lanes(model, &mut lanes, progress, workers);
     let took = started.elapsed().as_secs_f64();
@@ -199,9 +212,7 @@ struct Lane {
     dry: Vec<Vec<f32>>,
     low: Vec<Vec<f32>>,
     upper: UpperBand,
-    /// How much of the denoised signal replaces the input
-    /// ([`wavecrn_engine::reduction::effective`]).
-    share: f32,
+    task: Task,
     writer: Writer,
     tmp: PathBuf,
     /// Model-rate input not yet given to the model.
@@ -217,8 +228,17 @@ struct Lane {
 }
 
 impl Lane {
-    fn open(model: &Model, input: &Path, output: &Path, share: f32) -> Result<Self> {
+    fn open(model: &Model, input: &Path, output: &Path, task: Task) -> Result<Self> {
         let (reader, spec) = Reader::open(input)?;
+        let model_rate = model.config().sample_rate;
+        if task == Task::Restore && spec.sample_rate != model_rate {
+            anyhow::bail!(
+                "{} is at {} Hz: 2-bit restoration takes the sign of {model_rate} Hz speech, \
+                 at {model_rate} Hz (`wavecrn compress-2bit` makes one from any file)",
+                input.display(),
+                spec.sample_rate
+            );
+        }
         let tmp = wavecrn_engine::io::hidden_sibling(output, "partial")
             .context("output has no file name")?;
         let (ch, model_rate) = (spec.channels, model.config().sample_rate as f64);
@@ -229,7 +249,7 @@ impl Lane {
             dry: planar(ch),
             low: planar(ch),
             upper: UpperBand::new(spec.sample_rate as f64, ch),
-            share,
+            task,
             writer: Writer::create(&tmp, &spec)?,
             tmp,
             pending: planar(ch),
@@ -255,6 +275,11 @@ impl Lane {
             self.ended = true;
         } else {
             self.frames_in += n as u64;
+            if self.task == Task::Restore {
+                for c in raw.iter_mut() {
+                    c[..n].iter_mut().for_each(|v| *v = two_bit::sign(*v));
+                }
+            }
             self.down.process(&slices(raw), &mut self.pending)?;
             for (d, r) in self.dry.iter_mut().zip(raw.iter()) {
                 d.extend_from_slice(&r[..n]);
@@ -312,14 +337,19 @@ impl Lane {
             .zip(&self.dry)
             .enumerate()
         {
+            let Task::Denoise { share } = self.task else {
+                // Restored speech is the model's output alone: the sign input has no
+                // band or share worth keeping.
+                continue;
+            };
             for i in 0..ready {
                 let denoised = self.upper.mix(k, h[i], l[i], d[i]);
                 // Full reduction writes the denoised sample itself, not a blend that
                 // rounds to it.
-                h[i] = if self.share >= 1.0 {
+                h[i] = if share >= 1.0 {
                     denoised
                 } else {
-                    wavecrn_engine::reduction::blend(d[i], denoised, self.share)
+                    wavecrn_engine::reduction::blend(d[i], denoised, share)
                 };
             }
         }
@@ -339,12 +369,65 @@ impl Lane {
 
     /// Finishes the file and moves it into place; returns its length in seconds.
     fn commit(self, output: &Path) -> Result<f64> {
-        self.writer.finish()?;
-        // hound flushes but does not sync: make sure the bytes are on disk before the rename.
-        std::fs::File::open(&self.tmp)?.sync_all()?;
-        std::fs::rename(&self.tmp, output)
-            .with_context(|| format!("cannot move the result to {}", output.display()))?;
+        commit(self.writer, &self.tmp, output)?;
         Ok(self.frames_in as f64 / self.spec.sample_rate as f64)
+    }
+}
+
+/// Completes the file written at `tmp` and moves it to `output`.
+fn commit(writer: Writer, tmp: &Path, output: &Path) -> Result<()> {
+    writer.finish()?;
+    // hound flushes but does not sync: make sure the bytes are on disk before the rename.
+    std::fs::File::open(tmp)?.sync_all()?;
+    std::fs::rename(tmp, output)
+        .with_context(|| format!("cannot move the result to {}", output.display()))
+}
+
+/// Writes the paper's 2-bit version of `input` to `output`, the input a restore model
+/// takes: the file converted to `rate` Hz (the model's), then the sign of each sample, as
+/// 16-bit samples in the input's container and channels. Returns a one-line summary.
+pub fn compress_2bit(input: &Path, output: &Path, rate: u32) -> Result<String> {
+    let (mut reader, spec) = Reader::open(input)?;
+    let tmp =
+        wavecrn_engine::io::hidden_sibling(output, "partial").context("output has no file name")?;
+    let two_bit = Spec {
+        sample_rate: rate,
+        encoding: Encoding::Int(16),
+        frames: None,
+        ..spec
+    };
+    let written = (|| -> Result<f64> {
+        let mut writer = Writer::create(&tmp, &two_bit)?;
+        let mut down = StreamResampler::new(spec.sample_rate as f64, rate as f64, spec.channels)?;
+        let (mut raw, mut low) = (planar(spec.channels), planar(spec.channels));
+        let mut frames = 0u64;
+        loop {
+            clear(&mut raw);
+            let n = reader.read(READ, &mut raw)?;
+            if n == 0 {
+                down.finish(&mut low)?;
+            } else {
+                frames += n as u64;
+                down.process(&slices(&raw), &mut low)?;
+            }
+            for c in low.iter_mut() {
+                c.iter_mut().for_each(|v| *v = two_bit::sign(*v));
+            }
+            writer.write(&slices(&low))?;
+            clear(&mut low);
+            if n == 0 {
+                break;
+            }
+        }
+        commit(writer, &tmp, output)?;
+        Ok(frames as f64 / spec.sample_rate as f64)
+    })();
+    match written {
+        Ok(seconds) => Ok(format!("{seconds:.1} s of audio, 2-bit at {rate} Hz")),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.context(format!("{} was not written", output.display())))
+        }
     }
 }
 

@@ -417,7 +417,10 @@ fn built_in_models_are_chosen_by_name() {
     let input = dir.join("in.wav");
     let x = noise(16_000, 4);
     write_wav(&input, PCM16_MONO, std::slice::from_ref(&x));
-    for m in wavecrn_engine::shipped::MODELS {
+    let denoisers = wavecrn_engine::shipped::MODELS
+        .iter()
+        .filter(|m| m.task == wavecrn_engine::shipped::Task::Denoise);
+    for m in denoisers {
         let output = dir.join(format!("{}.wav", m.name));
         let out = run(&[
             "denoise",
@@ -668,4 +671,120 @@ fn any_number_of_jobs_gives_the_same_file() {
     for jobs in ["2", "3"] {
         assert!(written(jobs) == one, "--jobs {jobs} wrote a different file");
     }
+}
+
+/// SI-SDR of `estimate` against `target`, in dB.
+fn si_sdr(target: &[f32], estimate: &[f32]) -> f64 {
+    let dot: f64 = target
+        .iter()
+        .zip(estimate)
+        .map(|(t, e)| (*t * *e) as f64)
+        .sum();
+    let energy: f64 = target.iter().map(|t| (*t * *t) as f64).sum();
+    let k = dot / energy;
+    let (mut signal, mut error) = (0.0, 0.0);
+    for (t, e) in target.iter().zip(estimate) {
+        let s = k * *t as f64;
+        signal += s * s;
+        error += (*e as f64 - s).powi(2);
+    }
+    10.0 * (signal / error).log10()
+}
+
+/// `compress-2bit` writes the sign of each sample at 16 kHz: of the speech fixture exactly its
+/// committed 2-bit version, and of a 48 kHz stereo file a third as many frames per channel,
+/// each a full-scale sign.
+#[test]
+fn compress_2bit_writes_the_sign_at_16k() {
+    let dir = scratch("compress");
+    let two_bit = dir.join("speech.2bit.wav");
+    let out = run(&[
+        "compress-2bit",
+        s(&fixture("restore/speech.wav")),
+        "-o",
+        s(&two_bit),
+    ]);
+    assert!(out.status.success());
+    let (spec, got) = read_wav(&two_bit);
+    let (want_spec, want) = read_wav(&fixture("restore/speech-2bit.wav"));
+    assert_eq!(spec, want_spec);
+    assert_eq!(got, want);
+    let (_, speech) = read_wav(&fixture("restore/speech.wav"));
+    for (g, x) in got[0].iter().zip(&speech[0]) {
+        assert_eq!(g.signum(), x.signum(), "{g} for {x}");
+        assert!(*x == 0.0 || g.abs() > 0.999, "{g} for {x}");
+    }
+
+    let stereo = dir.join("stereo48k.wav");
+    let spec48 = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        ..PCM16_MONO
+    };
+    let n = 48_000;
+    write_wav(&stereo, spec48, &[noise(n, 5), noise(n, 6)]);
+    let out = run(&["compress-2bit", s(&stereo), "--quiet"]);
+    assert!(out.status.success());
+    let (spec, got) = read_wav(&dir.join("stereo48k.2bit.wav"));
+    assert_eq!((spec.sample_rate, spec.channels), (16_000, 2));
+    assert_eq!(got[0].len(), n / 3);
+    assert!(got.iter().flatten().all(|v| *v == 0.0 || v.abs() > 0.999));
+}
+
+/// `restore` runs the embedded restore model on a sign file without a path: its output is the
+/// engine's for the same model, and closer to the speech than the sign was. What is not a
+/// 16 kHz file, or a model for the other task, is refused before anything is written.
+#[test]
+fn restore_brings_speech_back_from_its_sign() {
+    let dir = scratch("restore");
+    let input = fixture("restore/speech-2bit.wav");
+    let output = dir.join("restored.wav");
+    let out = run(&["restore", s(&input), "-o", s(&output), "--quiet"]);
+    assert!(out.status.success());
+    let (spec, restored) = read_wav(&output);
+    assert_eq!((spec.sample_rate, spec.channels), (16_000, 1));
+    let (_, sign) = read_wav(&input);
+    let model =
+        Model::from_bytes(wavecrn_engine::shipped::RESTORE, &LoadOptions::default()).unwrap();
+    let exact: Vec<f32> = sign[0].iter().map(|v| v.signum()).collect();
+    let want = model.denoise(&exact, 1).unwrap();
+    assert_eq!(restored[0].len(), want.len());
+    let worst = restored[0]
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-3, "{worst}");
+    let (_, speech) = read_wav(&fixture("restore/speech.wav"));
+    let (before, after) = (si_sdr(&speech[0], &exact), si_sdr(&speech[0], &restored[0]));
+    eprintln!("SI-SDR against the speech: sign {before:.2} dB, restored {after:.2} dB");
+    assert!(after > before + 1.0, "{before} -> {after}");
+
+    let loud = dir.join("loud48k.wav");
+    let spec48 = hound::WavSpec {
+        sample_rate: 48_000,
+        ..PCM16_MONO
+    };
+    write_wav(&loud, spec48, &[noise(4800, 7)]);
+    let refused = dir.join("never.wav");
+    let out = run(&["restore", s(&loud), "-o", s(&refused)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("48000 Hz") && err.contains("compress-2bit"),
+        "{err}"
+    );
+    assert!(!refused.exists());
+    let out = run(&["denoise", s(&loud), "-o", s(&refused), "--model", "restore"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wavecrn restore"));
+    let out = run(&[
+        "restore",
+        s(&input),
+        "-o",
+        s(&refused),
+        "--model",
+        "quality",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wavecrn denoise"));
+    assert!(!refused.exists());
 }

@@ -18,6 +18,7 @@ pub mod resample;
 pub mod shipped;
 pub mod sru;
 pub mod stream;
+pub mod two_bit;
 pub mod upper_band;
 pub mod weights;
 

@@ -8,6 +8,19 @@ pub const DENOISE: &[u8] = include_bytes!("../../../models/wavecrn-denoise.onnx"
 /// The one-direction denoiser: the Low latency model.
 pub const DENOISE_CAUSAL: &[u8] = include_bytes!("../../../models/wavecrn-denoise-causal.onnx");
 
+/// The 2-bit restorer: the paper's second task (`wavecrn restore`). Only the command line
+/// embeds it; the plugin never names it, so the linker leaves it out there.
+pub const RESTORE: &[u8] = include_bytes!("../../../models/wavecrn-restore.onnx");
+
+/// What a model's input is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Noisy speech (`wavecrn denoise`).
+    Denoise,
+    /// The sign of clean speech, 2-bit compression (`wavecrn restore`).
+    Restore,
+}
+
 /// An embedded model, by the name users give it.
 #[derive(Clone, Copy, Debug)]
 pub struct Embedded {
@@ -17,17 +30,19 @@ pub struct Embedded {
     pub file: &'static str,
     /// What it is for, in a few words.
     pub role: &'static str,
+    pub task: Task,
     pub bytes: &'static [u8],
     /// Its model card (Markdown).
     pub card: &'static str,
 }
 
 /// Every embedded model, the default first.
-pub const MODELS: [Embedded; 2] = [
+pub const MODELS: [Embedded; 3] = [
     Embedded {
         name: "quality",
         file: "wavecrn-denoise.onnx",
         role: "bidirectional denoiser: the default, and the plugin's Quality and Balanced modes",
+        task: Task::Denoise,
         bytes: DENOISE,
         card: include_str!("../../../models/wavecrn-denoise.md"),
     },
@@ -35,8 +50,17 @@ pub const MODELS: [Embedded; 2] = [
         name: "low-latency",
         file: "wavecrn-denoise-causal.onnx",
         role: "causal denoiser: the plugin's Low latency mode (hop by hop, 3 ms)",
+        task: Task::Denoise,
         bytes: DENOISE_CAUSAL,
         card: include_str!("../../../models/wavecrn-denoise-causal.md"),
+    },
+    Embedded {
+        name: "restore",
+        file: "wavecrn-restore.onnx",
+        role: "2-bit restorer: speech back from the sign of each sample (`wavecrn restore`)",
+        task: Task::Restore,
+        bytes: RESTORE,
+        card: include_str!("../../../models/wavecrn-restore.md"),
     },
 ];
 
@@ -78,6 +102,7 @@ mod tests {
             by_name("causal").unwrap().bytes,
             DENOISE_CAUSAL
         ));
+        assert_eq!(by_name("restore").unwrap().task, Task::Restore);
         assert!(by_name("models/wavecrn-denoise.onnx").is_none());
         for m in MODELS {
             let h = m.headline();

@@ -130,11 +130,7 @@ pub fn is_ambient(pair_name: &str) -> bool {
 
 /// The paper's 2-bit compression of a waveform: its sign, -1, 0 or +1 per sample. The
 /// restoration task learns to undo it.
-pub fn sign_compress(x: &[f32]) -> Vec<f32> {
-    x.iter()
-        .map(|&v| if v == 0.0 { 0.0 } else { v.signum() })
-        .collect()
-}
+pub use wavecrn_engine::two_bit::compress as sign_compress;
 
 /// The validation set of the restoration task: the denoising set's clean speech, each with
 /// its sign-compressed version as the input (names unchanged).

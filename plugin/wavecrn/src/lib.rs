@@ -9,10 +9,11 @@ pub mod editor;
 pub mod meters;
 pub mod mix;
 pub mod params;
+pub mod render_pace;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nice_plug::prelude::*;
 use nice_plug_egui::RepaintNotifier;
@@ -24,6 +25,7 @@ use crate::editor::{EditorShared, WavecrnEditor};
 use crate::meters::{Meters, Reading};
 use crate::mix::{mix, Controls};
 use crate::params::WavecrnParams;
+use crate::render_pace::RenderPace;
 
 /// How long the bypass crossfade takes.
 const BYPASS_FADE_SECONDS: f32 = 0.01;
@@ -37,7 +39,9 @@ pub struct Wavecrn {
     active: usize,
     /// A Mode change is waiting for the host to restart the plugin (see `process`).
     restart_requested: bool,
-    offline: bool,
+    /// The host said it renders offline, and its word holds (CLAP; see [`render_pace`]).
+    declared_offline: bool,
+    pace: RenderPace,
     sample_rate: f32,
     bypass_state: f32,
     /// Where "Listen to removed noise" is on its 10 ms fade (0: off, 1: on).
@@ -61,7 +65,8 @@ impl Default for Wavecrn {
             worker: None,
             active: 0,
             restart_requested: false,
-            offline: false,
+            declared_offline: false,
+            pace: RenderPace::new(48_000.0, 1),
             sample_rate: 48_000.0,
             bypass_state: 0.0,
             listen_state: 0.0,
@@ -200,7 +205,11 @@ impl Plugin for Wavecrn {
         // A Mode change that asked for this restart takes effect here, with its latency.
         self.active = self.params.mode.value().index();
         self.restart_requested = false;
-        self.offline = config.process_mode == ProcessMode::Offline;
+        // nice-plug's VST3 wrapper reports the mode of the host's previous setupProcessing
+        // call, so there the pace of the audio decides alone.
+        self.declared_offline =
+            config.process_mode == ProcessMode::Offline && context.plugin_api() == PluginApi::Clap;
+        self.pace = RenderPace::new(rate, max_block);
         self.sample_rate = config.sample_rate;
         self.reduction = vec![0.0; max_block];
         self.gain = vec![0.0; max_block];
@@ -276,6 +285,7 @@ impl Plugin for Wavecrn {
         let bypass_target = if self.params.bypass.value() { 1.0 } else { 0.0 };
         let bypass_step = 1.0 / (BYPASS_FADE_SECONDS * self.sample_rate);
         let total = buffer.samples();
+        let offline = self.pace.block(total, Instant::now()) || self.declared_offline;
         let audio = &mut self.streams[mode];
         let max = audio.max_block();
         let channels = buffer.as_slice();
@@ -288,7 +298,7 @@ impl Plugin for Wavecrn {
                 input[c] = &channels[c][at..at + len];
                 self.reading.add_input(input[c]);
             }
-            audio.process(&input[..ch], self.offline);
+            audio.process(&input[..ch], offline);
             self.params
                 .reduction
                 .smoothed

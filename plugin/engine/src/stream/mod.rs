@@ -190,8 +190,10 @@ pub fn stream(
     Ok((audio, worker))
 }
 
-/// The lowest host rate a stream runs at.
-pub const MIN_HOST_RATE: f64 = 8_000.0;
+/// The lowest host rate a stream runs at. Below 16 kHz the model's band is simply the host's
+/// whole band; 1 kHz is under the lowest rate a CLAP validator activates at (1234.57 Hz), and
+/// nothing lower is audio anyone records.
+pub const MIN_HOST_RATE: f64 = 1_000.0;
 /// The highest host rate a stream runs at: the highest a CLAP validator tries (DXD sessions run
 /// at 352.8 and 384 kHz). Everything above the model's band is passed through gain-tracked,
 /// as at 48 kHz.
