@@ -749,12 +749,11 @@ fn restore_brings_speech_back_from_its_sign() {
     let exact: Vec<f32> = sign[0].iter().map(|v| v.signum()).collect();
     let want = model.denoise(&exact, 1).unwrap();
     assert_eq!(restored[0].len(), want.len());
-    let worst = restored[0]
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
-    assert!(worst < 1e-3, "{worst}");
+    // The file path runs the model on its chunk, padded with silence after the file's end,
+    // which the backward recurrence enters from: close to the whole-signal run, not equal.
+    let agreement = si_sdr(&want, &restored[0]);
+    eprintln!("file path against the whole-signal run: {agreement:.1} dB");
+    assert!(agreement > 25.0, "{agreement}");
     let (_, speech) = read_wav(&fixture("restore/speech.wav"));
     let (before, after) = (si_sdr(&speech[0], &exact), si_sdr(&speech[0], &restored[0]));
     eprintln!("SI-SDR against the speech: sign {before:.2} dB, restored {after:.2} dB");
