@@ -294,8 +294,19 @@ impl Loaded {
 /// Every rate clap-validator activates at, from under telephone to DXD and beyond, the
 /// fractional ones included.
 const RATES: [f64; 13] = [
-    1_234.5678, 8_000.0, 12_345.678, 22_050.0, 44_100.0, 45_678.901, 48_000.0, 88_200.0, 96_000.0,
-    123_456.78, 192_000.0, 384_000.0, 768_000.0,
+    1_234.567_8,
+    8_000.0,
+    12_345.678,
+    22_050.0,
+    44_100.0,
+    45_678.901,
+    48_000.0,
+    88_200.0,
+    96_000.0,
+    123_456.78,
+    192_000.0,
+    384_000.0,
+    768_000.0,
 ];
 
 /// A small deterministic generator for the fuzz test.

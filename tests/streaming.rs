@@ -272,8 +272,16 @@ fn an_impulse_comes_out_after_exactly_the_latency() {
     let models = models();
     for preset in Preset::ALL {
         for rate in [
-            1_234.5678, 8_000.0, 12_345.678, 22_050.0, 44_100.0, 48_000.0, 96_000.0, 192_000.0,
-            384_000.0, 768_000.0,
+            1_234.567_8,
+            8_000.0,
+            12_345.678,
+            22_050.0,
+            44_100.0,
+            48_000.0,
+            96_000.0,
+            192_000.0,
+            384_000.0,
+            768_000.0,
         ] {
             let (mut audio, worker) = stream::stream(&models, preset, rate, 1, 64).unwrap();
             let latency = audio.latency();
@@ -298,7 +306,7 @@ fn the_audio_side_never_allocates() {
         // Small host blocks: the warm-up must still bring every buffer to its working size.
         (Preset::LowLatency, 48_000.0, 64),
         (Preset::LowLatency, 8_000.0, 64),
-        (Preset::LowLatency, 1_234.5678, 64),
+        (Preset::LowLatency, 1_234.567_8, 64),
         (Preset::LowLatency, 768_000.0, 512),
         (Preset::Balanced, 48_000.0, 512),
     ] {

@@ -487,7 +487,13 @@ fn hosts_see_an_honest_glitch_free_denoiser() {
     }
     // From under telephone rates (as clap-validator tries on the CLAP side) to DXD and beyond.
     for rate in [
-        1_234.5678, 8_000.0, 12_345.678, 44_100.0, 48_000.0, 192_000.0, 768_000.0,
+        1_234.567_8,
+        8_000.0,
+        12_345.678,
+        44_100.0,
+        48_000.0,
+        192_000.0,
+        768_000.0,
     ] {
         // Mode is a three-step parameter: normalised 0, 0.5, 1.
         for mode in [0.0, 0.5, 1.0] {
