@@ -69,8 +69,19 @@ rows+=(
   [s12-lr2]="$s12 --lr 2e-4 --lr-end 2e-5"
   [s12-restore]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 5e-4 --lr-end 5e-5 --warmup 100 --steps 4000 --valid-every 500"
 )
+# Session 14 rows: `s14-q` continues the Quality file shipped at that session's start (commit
+# f6d636b, s12-lr2 step 9,000) with more rooms and some clipped inputs (real recordings have
+# both), 1.5e-4 -> 1.5e-5 over 14,000 steps; `s14-restore` continues the shipped restore file
+# with the s12-restore recipe from 3e-4.
+s14q="--channels 128 --layers 6 --init $INIT --seconds 4 --batch 2 --stft-loss 0.02 --babble 0.4 --compressed-loss 1.0 --eq 0.3 --reverb 0.25 --clip 0.05 --second-noise 0.2 --speech-shaped 0.1 --snr -5 20 --warmup 100 --steps 14000 --valid-every 1000"
+rows+=(
+  [s14-q]="$s14q --lr 1.5e-4 --lr-end 1.5e-5"
+  [s14-restore]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 3e-4 --lr-end 3e-5 --warmup 100 --steps 5000 --valid-every 500"
+)
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
+fourteenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
+  --threads 1 --cpu-minutes 130)
 if [ $# -eq 0 ]; then
   for r in "${!rows[@]}"; do echo "$r: ${rows[$r]}"; done
   exit 0
@@ -90,6 +101,7 @@ for row in "$@"; do
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   [[ $row == s12-* ]] && budget=("${twelfth[@]}")
+  [[ $row == s14-* ]] && budget=("${fourteenth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done

@@ -1,7 +1,9 @@
 //! The VST3 in a real DAW, as a dialogue editor uses it: Ardour 7, headless (`ardour7-lua`
 //! with the Dummy audio backend), a session with a mono and a stereo dialogue track, the
-//! plugin inserted in Quality and in Low latency, the session exported with `ardour7-export`,
-//! closed and opened again.
+//! plugin inserted in Quality and in Low latency, the session saved, closed, opened again and
+//! exported (Ardour's `SimpleExport`, what the editor's export dialog runs, from the running
+//! session: the headless `ardour7-export` tool starts exporting before a restored Mode has
+//! taken effect, see the README).
 //!
 //! Audio gets into the session the way Ardour's own files do: the script records each track
 //! from the Dummy backend, and the test writes the noisy speech (or impulses) over the
@@ -25,7 +27,8 @@ const RECORD_SECONDS: f64 = 7.0;
 const IMPULSES_AT: [f64; 2] = [2.5, 4.5];
 
 /// The Lua scripts' shared start: output unbuffered (a crash keeps what was printed), the
-/// Dummy backend, and a result line the test looks for.
+/// Dummy backend, and a result line the test looks for. (`ardour7-lua`'s `print` separates
+/// its arguments with single spaces, not tabs, so the test parses words.)
 fn script(body: &str) -> String {
     format!(
         "io.stdout:setvbuf(\"no\")\n\
@@ -34,7 +37,8 @@ fn script(body: &str) -> String {
          local off = PBD.GroupControlDisposition.NoGroup\n\
          {body}\n\
          end)\n\
-         print(\"RESULT\", ok, err)\n"
+         print(\"RESULT \" .. tostring(ok) .. \" \" .. tostring(err))\n\
+         close_session()\n"
     )
 }
 
@@ -55,38 +59,39 @@ fn lua(home: &Path, dir: &Path, name: &str, body: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("RESULT\ttrue"),
+        text.contains("RESULT true"),
         "{name}.lua failed ({})",
+        out.status
+    );
+    // Ardour 7.3 itself sometimes aborts while closing a session after an export, in
+    // `PortExportChannel`'s destructor ("double free or corruption"; 2 of 8 runs of this
+    // script with every plugin taken out of the session): past the result line, and with
+    // the session saved and the exports written, that is Ardour's, not the plugin's.
+    assert!(
+        out.status.success() || name == "render",
+        "{name}.lua: {}",
         out.status
     );
     text
 }
 
-/// `ardour7-export` of one snapshot to a 32-bit float WAV; returns its channels.
-fn export(home: &Path, session: &Path, snapshot: &str) -> Vec<Vec<f32>> {
-    let wav = session.join(format!("{snapshot}.export.wav"));
-    let out = Command::new("timeout")
-        .args(["600", "ardour7-export", "-b", "float", "-o"])
-        .arg(&wav)
-        .arg(session)
-        .arg(snapshot)
-        .env("HOME", home)
-        .output()
-        .expect("ardour7-export runs");
-    eprintln!(
-        "--- ardour7-export {snapshot}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "ardour7-export {snapshot}: {}",
-        out.status
-    );
-    let mut r = hound::WavReader::open(&wav).unwrap();
-    let channels = r.spec().channels as usize;
+/// An exported WAV's channels, as f32 (Ardour's WAV export preset writes 16-bit integers).
+fn exported(path: &Path) -> Vec<Vec<f32>> {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    let channels = spec.channels as usize;
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().map(Result::unwrap).collect(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>()
+                .map(|v| v.unwrap() as f32 * scale)
+                .collect()
+        }
+    };
     let mut planar = vec![vec![]; channels];
-    for (i, v) in r.samples::<f32>().enumerate() {
-        planar[i % channels].push(v.unwrap());
+    for (i, v) in samples.into_iter().enumerate() {
+        planar[i % channels].push(v);
     }
     planar
 }
@@ -153,7 +158,7 @@ fn best_lag(x: &[f32], y: &[f32], reach: isize) -> isize {
 #[test]
 fn ardour_renders_the_vst3_denoised_aligned_and_restores_it() {
     let found = Command::new("sh")
-        .args(["-c", "command -v ardour7-lua && command -v ardour7-export"])
+        .args(["-c", "command -v ardour7-lua"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
@@ -208,8 +213,7 @@ fn ardour_renders_the_vst3_denoised_aligned_and_restores_it() {
              Session:request_stop(false, false, ARDOUR.TransportRequestSource.TRS_UI)\n\
              ARDOUR.LuaAPI.usleep(500000)\n\
              for t in Session:get_tracks():iter() do t:rec_enable_control():set_value(0, off) end\n\
-             Session:save_state(\"\", false, false, false, false, false)\n\
-             close_session()",
+             Session:save_state(\"\", false, false, false, false, false)",
             (RECORD_SECONDS * 1e6) as u64
         ),
     );
@@ -265,51 +269,65 @@ fn ardour_renders_the_vst3_denoised_aligned_and_restores_it() {
              {inserts}\
              Session:route_by_name(\"Impulse\"):pan_azimuth_control():set_value(0, off)\n\
              Session:route_by_name(\"Dry\"):pan_azimuth_control():set_value(1, off)\n\
-             local function heard(names, snapshot)\n\
-               for t in Session:get_tracks():iter() do\n\
-                 t:mute_control():set_value(names[t:name()] and 0 or 1, off)\n\
-               end\n\
-               -- Control changes reach the session in its process cycle.\n\
-               ARDOUR.LuaAPI.wait_for_process_callback(4, 1)\n\
-               ARDOUR.LuaAPI.usleep(200000)\n\
-               Session:save_state(snapshot, false, false, false, false, false)\n\
-             end\n\
-             heard({{Mono = true}}, \"quality\")\n\
-             heard({{Stereo = true}}, \"low\")\n\
-             heard({{Impulse = true, Dry = true}}, \"align\")\n\
-             heard({{Mono = true, Stereo = true, Impulse = true, Dry = true}}, \"dialogue\")\n\
-             close_session()"
+             -- Control changes reach the session in its process cycle.\n\
+             ARDOUR.LuaAPI.wait_for_process_callback(4, 1)\n\
+             ARDOUR.LuaAPI.usleep(200000)\n\
+             Session:save_state(\"\", false, false, false, false, false)"
         ),
     );
 
     // Closed and opened again: every parameter as it was set, and each track's latency that
-    // of the mode it restored.
-    let reopened = lua(
+    // of the mode it restored. Then the renders, as from the editor's export dialog (WAV at
+    // the session rate), each with only its tracks heard.
+    let render = lua(
         &home,
         &dir,
-        "reopen",
+        "render",
         &format!(
             "load_session(\"{s}\", \"dialogue\")\n\
+             -- Ardour activates the plugin before it restores its state; the restored Mode\n\
+             -- takes effect in the first cycle and its latency reaches Ardour from\n\
+             -- nice-plug's thread.\n\
+             ARDOUR.LuaAPI.wait_for_process_callback(4, 1)\n\
+             ARDOUR.LuaAPI.usleep(500000)\n\
              ARDOUR.LuaAPI.wait_for_process_callback(4, 1)\n\
              for _, name in ipairs({{\"Mono\", \"Stereo\", \"Impulse\"}}) do\n\
                local p = Session:route_by_name(name):nth_plugin(0)\n\
                for i = 0, 4 do print(\"PARAM\", name, i, ARDOUR.LuaAPI.get_processor_param(p, i, true)) end\n\
                print(\"LATENCY\", name, p:signal_latency())\n\
              end\n\
-             close_session()"
+             local function render(names, file)\n\
+               for t in Session:get_tracks():iter() do\n\
+                 t:mute_control():set_value(names[t:name()] and 0 or 1, off)\n\
+               end\n\
+               ARDOUR.LuaAPI.wait_for_process_callback(4, 1)\n\
+               ARDOUR.LuaAPI.usleep(200000)\n\
+               local e = Session:simple_export()\n\
+               e:set_name(file)\n\
+               e:set_folder(\"{d}\")\n\
+               e:set_range(0, Session:current_end_sample())\n\
+               -- Ardour's \"WAV @ session-rate\" preset (export/wav.preset)\n\
+               assert(e:set_preset(\"75969a1c-3133-4694-864b-a1fa50e43348\"))\n\
+               assert(e:check_outputs())\n\
+               assert(e:run_export(), \"export \" .. file)\n\
+             end\n\
+             render({{Mono = true}}, \"quality\")\n\
+             render({{Stereo = true}}, \"low\")\n\
+             render({{Impulse = true, Dry = true}}, \"align\")",
+            d = dir.display()
         ),
     );
     let value = |track: &str, index: usize| -> f64 {
-        let prefix = format!("PARAM\t{track}\t{index}\t");
-        reopened
+        let prefix = format!("PARAM {track} {index} ");
+        render
             .lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("no {prefix:?} in the reopened session"))
     };
     let latency = |track: &str| -> usize {
-        let prefix = format!("LATENCY\t{track}\t");
-        reopened
+        let prefix = format!("LATENCY {track} ");
+        render
             .lines()
             .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no latency of {track}"))
@@ -345,13 +363,14 @@ fn ardour_renders_the_vst3_denoised_aligned_and_restores_it() {
         assert!(after > before + 1.0, "{what}: {before:.2} -> {after:.2} dB");
         assert_eq!(lag, 0, "{what}: not aligned with the session");
     };
-    let q = export(&home, &session, "quality");
+    let export = |name: &str| exported(&dir.join(format!("{name}.wav")));
+    let q = export("quality");
     judged(&q[0], "Quality, mono track");
-    let l = export(&home, &session, "low");
+    let l = export("low");
     judged(&l[0], "Low latency, stereo track, left");
     judged(&l[1], "Low latency, stereo track, right");
     // Reduction 0 % through the plugin (left) against no plugin at all (right).
-    let a = export(&home, &session, "align");
+    let a = export("align");
     let found = |x: &[f32]| -> Vec<usize> {
         x.iter()
             .enumerate()

@@ -33,8 +33,10 @@ const BYPASS_FADE_SECONDS: f32 = 0.01;
 /// The plugin instance.
 pub struct Wavecrn {
     params: Arc<WavecrnParams>,
-    /// One stream per mode, in [`Preset::ALL`] order.
-    streams: Vec<AudioSide>,
+    /// The modes' streams, in [`Preset::ALL`] order: all three where a Mode change switches
+    /// at once (the standalone, and VST3: see `process`), only the active one in CLAP, where
+    /// a Mode change restarts the plugin, so building the others would only slow activation.
+    streams: [Option<AudioSide>; 3],
     worker: Option<WorkerThread>,
     active: usize,
     /// A Mode change is waiting for the host to restart the plugin (see `process`).
@@ -61,7 +63,7 @@ impl Default for Wavecrn {
         // Nothing heavy here: hosts create instances to scan them.
         Self {
             params: Arc::new(WavecrnParams::default()),
-            streams: Vec::new(),
+            streams: [None, None, None],
             worker: None,
             active: 0,
             restart_requested: false,
@@ -117,12 +119,16 @@ impl Wavecrn {
     /// How often, since activation, the output fell back to the dry signal because the worker
     /// was late (summed over the modes).
     pub fn fallbacks(&self) -> u64 {
-        self.streams.iter().map(AudioSide::fallbacks).sum()
+        self.streams
+            .iter()
+            .flatten()
+            .map(AudioSide::fallbacks)
+            .sum()
     }
 
     /// The latency the active mode reports, in host frames.
     pub fn latency(&self) -> Option<usize> {
-        self.streams.get(self.active).map(AudioSide::latency)
+        self.streams[self.active].as_ref().map(AudioSide::latency)
     }
 }
 
@@ -180,12 +186,20 @@ impl Plugin for Wavecrn {
         let max_block = config.max_buffer_size.max(1) as usize;
         // Stop the old worker before its streams go.
         self.worker = None;
-        let mut streams = Vec::new();
+        // A Mode change that asked for this restart takes effect here, with its latency.
+        self.active = self.params.mode.value().index();
+        self.restart_requested = false;
+        let standalone = context.plugin_api() == PluginApi::Standalone;
+        let every_mode = context.plugin_api() != PluginApi::Clap;
+        let mut streams = [None, None, None];
         let mut workers = Vec::new();
-        for preset in Preset::ALL {
+        for (i, preset) in Preset::ALL.into_iter().enumerate() {
+            if i != self.active && !every_mode {
+                continue;
+            }
             match stream::stream(&models, preset, rate, channels, max_block) {
                 Ok((audio, worker)) => {
-                    streams.push(audio);
+                    streams[i] = Some(audio);
                     workers.extend(worker);
                 }
                 Err(e) => {
@@ -202,9 +216,6 @@ impl Plugin for Wavecrn {
             }
         }
         self.streams = streams;
-        // A Mode change that asked for this restart takes effect here, with its latency.
-        self.active = self.params.mode.value().index();
-        self.restart_requested = false;
         // nice-plug's VST3 wrapper reports the mode of the host's previous setupProcessing
         // call, so there the pace of the audio decides alone.
         self.declared_offline =
@@ -221,8 +232,11 @@ impl Plugin for Wavecrn {
         } else {
             0.0
         };
-        let latency = self.streams[self.active].latency() as u32;
-        if context.plugin_api() != PluginApi::Standalone {
+        let Some(latency) = self.latency() else {
+            return false;
+        };
+        let latency = latency as u32;
+        if !standalone {
             // Reported only here: hosts read a plugin's latency when it activates.
             context.set_latency_samples(latency);
         }
@@ -233,20 +247,20 @@ impl Plugin for Wavecrn {
     }
 
     fn reset(&mut self) {
-        for s in &mut self.streams {
+        for s in self.streams.iter_mut().flatten() {
             s.reset();
         }
     }
 
     fn deactivate(&mut self) {
-        if !self.streams.is_empty() {
+        if self.streams.iter().any(Option::is_some) {
             nice_log!(
                 "WaveCRN: the output fell back to the dry signal {} times",
                 self.fallbacks()
             );
         }
         self.worker = None;
-        self.streams.clear();
+        self.streams = [None, None, None];
         self.meters.deactivated();
     }
 
@@ -256,21 +270,27 @@ impl Plugin for Wavecrn {
         _aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
-        if self.streams.is_empty() {
+        if self.streams[self.active].is_none() {
             return ProcessStatus::Error("not activated");
         }
         let wanted = self.params.mode.value().index();
         if wanted != self.active {
-            if context.plugin_api() == PluginApi::Standalone {
-                // No host to report latency to: switch at once.
-                self.streams[wanted].reset();
+            if let Some(stream) = self.streams[wanted].as_mut() {
+                // The standalone has no host to tell; VST3 hosts get the new latency with
+                // `restartComponent(kLatencyChanged)` (from nice-plug's own thread), on which
+                // some re-activate the plugin and others, Ardour 7 among them, only ask for
+                // the latency again: switching at once suits both.
+                stream.reset();
                 self.active = wanted;
-                self.meters
-                    .switched(self.streams[wanted].latency() as u32, wanted);
+                let latency = stream.latency() as u32;
+                if context.plugin_api() == PluginApi::Vst3 {
+                    context.set_latency_samples(latency);
+                }
+                self.meters.switched(latency, wanted);
             } else if !self.restart_requested {
-                // CLAP and VST3 let the latency change only while the plugin is deactivated:
-                // ask the host for a restart and keep the current mode, and its latency, until
-                // then. The new mode starts in the next `activate`.
+                // CLAP lets the latency change only while the plugin is deactivated: ask the
+                // host for a restart and keep the current mode, and its latency, until then.
+                // The new mode starts in the next `activate`.
                 context.request_restart();
                 self.restart_requested = true;
                 self.meters.set_restart_pending(true);
@@ -286,7 +306,9 @@ impl Plugin for Wavecrn {
         let bypass_step = 1.0 / (BYPASS_FADE_SECONDS * self.sample_rate);
         let total = buffer.samples();
         let offline = self.pace.block(total, Instant::now()) || self.declared_offline;
-        let audio = &mut self.streams[mode];
+        let Some(audio) = self.streams[mode].as_mut() else {
+            return ProcessStatus::Error("not activated");
+        };
         let max = audio.max_block();
         let channels = buffer.as_slice();
         let ch = channels.len().min(2);

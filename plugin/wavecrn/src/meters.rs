@@ -148,7 +148,7 @@ impl Meters {
         self.active.store(false, Ordering::Relaxed);
     }
 
-    /// The mode switched without a restart (standalone app).
+    /// The mode switched without a restart (VST3 and the standalone app).
     pub fn switched(&self, latency_frames: u32, mode: usize) {
         self.latency_frames.store(latency_frames, Ordering::Relaxed);
         self.active_mode.store(mode, Ordering::Relaxed);

@@ -46,8 +46,8 @@ pub struct WavecrnParams {
     pub reduction: FloatParam,
     #[id = "output-gain"]
     pub output_gain: FloatParam,
-    /// Changing it changes the latency, which hosts only accept at activation: the plugin asks
-    /// the host to restart it, and the new mode starts then (in the standalone app, at once).
+    /// Changing it changes the latency: in CLAP the plugin asks the host for a restart and the
+    /// new mode starts then; in VST3 and the standalone app it switches at once.
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
     /// Output what the denoiser takes away instead of what it keeps.
