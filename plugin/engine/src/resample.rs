@@ -88,16 +88,34 @@ impl StreamResampler {
             // Downsampling, the filter's taps are input samples: above 48 kHz to 16 kHz its
             // length grows with the rate, so it spans the same time and cuts the band above
             // the model's as sharply as at 48 kHz (at the same latency in ms).
-            let scale = (from / to / 3.0).ceil().max(1.0) as usize;
-            let mut best: Option<(f64, usize, f64)> = None;
-            for sinc_len in (8..=16).map(|i| i * 8 * scale) {
-                let delay = measure_delay(sinc(sinc_len, LIVE_CHUNK, 1)?, from, to)?;
-                let off = (delay - delay.round()).abs();
-                if best.is_none_or(|(o, _, _)| off + 1e-6 < o) {
-                    best = Some((off, sinc_len, delay));
+            // The choice is remembered per pair of rates: measuring nine filters is most of
+            // what a plugin activation costs, and hosts (and clap-validator) activate often.
+            static CHOSEN: std::sync::Mutex<Vec<((u64, u64), (usize, f64))>> =
+                std::sync::Mutex::new(Vec::new());
+            let key = (from.to_bits(), to.to_bits());
+            let known = CHOSEN
+                .lock()
+                .ok()
+                .and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, v)| *v));
+            let (sinc_len, delay) = match known {
+                Some(v) => v,
+                None => {
+                    let scale = (from / to / 3.0).ceil().max(1.0) as usize;
+                    let mut best: Option<(f64, usize, f64)> = None;
+                    for sinc_len in (8..=16).map(|i| i * 8 * scale) {
+                        let delay = measure_delay(sinc(sinc_len, LIVE_CHUNK, 1)?, from, to)?;
+                        let off = (delay - delay.round()).abs();
+                        if best.is_none_or(|(o, _, _)| off + 1e-6 < o) {
+                            best = Some((off, sinc_len, delay));
+                        }
+                    }
+                    let (_, sinc_len, delay) = best.expect("some sinc length was tried");
+                    if let Ok(mut c) = CHOSEN.lock() {
+                        c.push((key, (sinc_len, delay)));
+                    }
+                    (sinc_len, delay)
                 }
-            }
-            let (_, sinc_len, delay) = best.expect("some sinc length was tried");
+            };
             live_delay = Some(delay.round().max(0.0) as usize);
             Some(Box::new(sinc(sinc_len, LIVE_CHUNK, channels)?))
         } else if integer_rates {
