@@ -1,5 +1,7 @@
 //! Reading and writing audio files in pieces: WAV (integer PCM of 8 to 32 bits, 32-bit
-//! float) and FLAC. Samples cross this module as planar f32 in [-1, 1].
+//! float) and FLAC both ways, and the lossy formats of [`crate::lossy`] in. Samples cross
+//! this module as planar f32 in [-1, 1]. Output is always lossless: [`output_spec`] picks
+//! its format from the output's name and the input.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -7,11 +9,52 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::lossy::{Codec, LossyReader};
+
 /// File container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Container {
     Wav,
     Flac,
+    /// A lossy format, read only.
+    Lossy(Codec),
+}
+
+/// The file name extensions of the lossy formats read: their outputs are named `.wav`.
+pub const LOSSY_EXTENSIONS: [&str; 7] = ["mp3", "m4a", "mp4", "aac", "ogg", "oga", "opus"];
+
+/// Whether `path` is named as a lossy file.
+pub fn named_lossy(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| LOSSY_EXTENSIONS.iter().any(|l| e.eq_ignore_ascii_case(l)))
+}
+
+/// The format a processed file is written in: `.wav` or `.flac` in the output's name picks
+/// the container; any other name keeps the input's, and a lossy input becomes WAV (never a
+/// second lossy generation). Samples keep the input's encoding where the container can hold
+/// it; decoded lossy audio and 32-bit input become 24-bit in FLAC, decoded lossy audio
+/// 24-bit in WAV.
+pub fn output_spec(input: &Spec, output: &Path) -> Spec {
+    let ext = output
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let container = match (ext.as_deref(), input.container) {
+        (Some("wav"), _) => Container::Wav,
+        (Some("flac"), _) => Container::Flac,
+        (_, Container::Lossy(_)) => Container::Wav,
+        (_, c) => c,
+    };
+    let encoding = match (container, input.container, input.encoding) {
+        (_, Container::Lossy(_), _) => Encoding::Int(24),
+        (Container::Flac, _, Encoding::Float32) => Encoding::Int(24),
+        (Container::Flac, _, Encoding::Int(b)) if b > 24 => Encoding::Int(24),
+        (_, _, e) => e,
+    };
+    Spec {
+        container,
+        encoding,
+        ..*input
+    }
 }
 
 /// How samples are stored.
@@ -34,6 +77,23 @@ pub struct Spec {
     pub frames: Option<u64>,
 }
 
+/// What a summary line says when the output's format is not the input's, e.g. "MP3
+/// decoded, written as 24-bit WAV"; empty when they match.
+pub fn conversion_note(input: &Spec, output: &Spec) -> String {
+    if input.container == output.container && input.encoding == output.encoding {
+        return String::new();
+    }
+    let written = match (output.container, output.encoding) {
+        (Container::Flac, Encoding::Int(b)) => format!("{b}-bit FLAC"),
+        (_, Encoding::Int(b)) => format!("{b}-bit WAV"),
+        (_, Encoding::Float32) => "32-bit float WAV".into(),
+    };
+    match input.container {
+        Container::Lossy(codec) => format!("{} decoded, written as {written}", codec.name()),
+        _ => format!("written as {written}"),
+    }
+}
+
 /// A file being read in pieces.
 pub enum Reader {
     Wav {
@@ -48,16 +108,27 @@ pub enum Reader {
         buffer: Vec<i32>,
         pending: Vec<Vec<f32>>,
     },
+    Lossy(Box<LossyReader>),
 }
 
 impl Reader {
     /// Opens `path`, recognising the format by its first bytes, not its name.
     pub fn open(path: &Path) -> Result<(Self, Spec)> {
-        let mut magic = [0u8; 4];
-        File::open(path)
-            .and_then(|mut f| f.read_exact(&mut magic))
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        match &magic {
+        let mut magic = [0u8; 12];
+        let mut file =
+            File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut got = 0;
+        while got < magic.len() {
+            match file.read(&mut magic[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            }
+        }
+        if got < 4 {
+            bail!("cannot read {}: too short to be audio", path.display());
+        }
+        match &[magic[0], magic[1], magic[2], magic[3]] {
             b"RIFF" | b"RF64" | b"WAVE" => {
                 let r = hound::WavReader::open(path)
                     .map_err(|e| anyhow!("{}: not a readable WAV file ({e})", path.display()))?;
@@ -106,8 +177,21 @@ impl Reader {
                     check(path, spec)?,
                 ))
             }
+            _ if crate::lossy::sniff(&magic) => {
+                let (reader, s) = LossyReader::open(path)
+                    .with_context(|| format!("{}: cannot decode it", path.display()))?;
+                let spec = Spec {
+                    container: Container::Lossy(s.codec),
+                    encoding: Encoding::Float32,
+                    sample_rate: s.sample_rate,
+                    channels: s.channels,
+                    frames: s.frames,
+                };
+                Ok((Reader::Lossy(Box::new(reader)), check(path, spec)?))
+            }
             _ => bail!(
-                "{}: unsupported audio format (WAV and FLAC are supported)",
+                "{}: unsupported audio format (WAV, FLAC, MP3, AAC/M4A, Ogg Vorbis and Ogg Opus \
+                 are read)",
                 path.display()
             ),
         }
@@ -210,6 +294,7 @@ impl Reader {
                 }
                 Ok(n)
             }
+            Reader::Lossy(r) => r.read(max, out),
         }
     }
 }
@@ -268,6 +353,10 @@ impl Writer {
                 )
             }
             Container::Flac => Writer::Flac(Box::new(FlacWriter::create(path, spec)?)),
+            Container::Lossy(codec) => bail!(
+                "cannot write {}: outputs are WAV or FLAC (see `output_spec`)",
+                codec.name()
+            ),
         })
     }
 

@@ -1,6 +1,7 @@
-//! The `wavecrn` command line tool's library half: audio files in and out, and the
+//! The `wavecrn` command line tool's library half: audio files in (lossless and lossy) and out, and the
 //! file-to-file denoising pipeline, shared with `xtask` (evaluation reads files the same way).
 
 pub mod audio;
 pub mod heap;
+pub mod lossy;
 pub mod pipeline;

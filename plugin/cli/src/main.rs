@@ -1,6 +1,6 @@
 //! `wavecrn`: denoise speech recordings (and restore 2-bit speech) from the command line.
 
-use wavecrn_cli::pipeline;
+use wavecrn_cli::{audio, pipeline};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -197,23 +197,40 @@ fn plan_outputs(files: &Files, suffix: &str) -> Result<Vec<(PathBuf, PathBuf)>> 
             files.inputs.len()
         );
     }
-    let mut jobs = vec![];
+    if let Some(o) = files.output.as_ref().filter(|o| audio::named_lossy(o)) {
+        bail!(
+            "{}: outputs are lossless, WAV or FLAC: name it .wav or .flac",
+            o.display()
+        );
+    }
+    let mut jobs: Vec<(PathBuf, PathBuf)> = vec![];
     for input in &files.inputs {
+        // A lossy input's output is a WAV file (see `audio::output_spec`), and named so.
+        let ext = if audio::named_lossy(input) {
+            ".wav".to_string()
+        } else {
+            input
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default()
+        };
+        let stem = input
+            .file_stem()
+            .context("input has no file name")?
+            .to_string_lossy();
         let output = match (&files.output, &files.out_dir) {
             (Some(o), _) => o.clone(),
-            (None, Some(dir)) => dir.join(input.file_name().context("input has no file name")?),
-            (None, None) => {
-                let stem = input
-                    .file_stem()
-                    .context("input has no file name")?
-                    .to_string_lossy();
-                let ext = input
-                    .extension()
-                    .map(|e| format!(".{}", e.to_string_lossy()))
-                    .unwrap_or_default();
-                input.with_file_name(format!("{stem}.{suffix}{ext}"))
-            }
+            (None, Some(dir)) => dir.join(format!("{stem}{ext}")),
+            (None, None) => input.with_file_name(format!("{stem}.{suffix}{ext}")),
         };
+        if let Some((other, _)) = jobs.iter().find(|(_, o)| *o == output) {
+            bail!(
+                "{} and {} would both be written to {}",
+                other.display(),
+                input.display(),
+                output.display()
+            );
+        }
         if same_file(input, &output) {
             bail!("{} would overwrite its own input", output.display());
         }

@@ -12,7 +12,7 @@ use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::upper_band::UpperBand;
 use wavecrn_engine::{two_bit, DeviceChoice, LoadOptions, Model};
 
-use crate::audio::{Encoding, Reader, Spec, Writer};
+use crate::audio::{conversion_note, output_spec, Encoding, Reader, Spec, Writer};
 
 /// The WAV and FLAC files under `dir` (recursively), sorted by path. An unreadable folder or
 /// one without audio is an error naming it.
@@ -179,6 +179,11 @@ pub fn denoise_together(
         .map(|(lane, (_, output))| {
             let mut lane = lane?;
             let tmp = lane.tmp.clone();
+            let note = if lane.note.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", lane.note)
+            };
             let done = match (&run, lane.failed.take()) {
                 (Err(e), _) => Err(anyhow::anyhow!("{e:#}")),
                 (_, Some(e)) => Err(e),
@@ -186,7 +191,7 @@ pub fn denoise_together(
             };
             match done {
                 Ok(seconds) => Ok(format!(
-                    "{seconds:.1} s of audio in {took:.1} s, {:.0}x real time{together}",
+                    "{seconds:.1} s of audio in {took:.1} s, {:.0}x real time{together}{note}",
                     seconds / took.max(1e-9)
                 )),
                 Err(e) => {
@@ -225,6 +230,8 @@ struct Lane {
     failed: Option<anyhow::Error>,
     held: Vec<Vec<f32>>,
     written: u64,
+    /// How the output's format differs from the input's, for the summary line.
+    note: String,
 }
 
 impl Lane {
@@ -242,6 +249,7 @@ impl Lane {
         let tmp = wavecrn_engine::io::hidden_sibling(output, "partial")
             .context("output has no file name")?;
         let (ch, model_rate) = (spec.channels, model.config().sample_rate as f64);
+        let written = output_spec(&spec, output);
         Ok(Self {
             down: StreamResampler::new(spec.sample_rate as f64, model_rate, ch)?,
             up: StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?,
@@ -250,7 +258,8 @@ impl Lane {
             low: planar(ch),
             upper: UpperBand::new(spec.sample_rate as f64, ch),
             task,
-            writer: Writer::create(&tmp, &spec)?,
+            writer: Writer::create(&tmp, &written)?,
+            note: conversion_note(&spec, &written),
             tmp,
             pending: planar(ch),
             real: 0,
@@ -394,7 +403,7 @@ pub fn compress_2bit(input: &Path, output: &Path, rate: u32) -> Result<String> {
         sample_rate: rate,
         encoding: Encoding::Int(16),
         frames: None,
-        ..spec
+        ..output_spec(&spec, output)
     };
     let written = (|| -> Result<f64> {
         let mut writer = Writer::create(&tmp, &two_bit)?;

@@ -787,3 +787,58 @@ fn restore_brings_speech_back_from_its_sign() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("wavecrn denoise"));
     assert!(!refused.exists());
 }
+
+/// MP3, AAC (M4A and ADTS), Ogg Vorbis and Ogg Opus in (the fixtures ffmpeg made from
+/// `tests/fixtures/formats/original.wav`), lossless out: a WAV by default and for `.wav`,
+/// FLAC for `.flac`, never a lossy file; one that cannot be decoded leaves nothing.
+#[test]
+fn lossy_inputs_come_out_lossless() {
+    let dir = scratch("lossy");
+    for name in [
+        "speech.mp3",
+        "speech.m4a",
+        "speech.aac",
+        "speech.ogg",
+        "speech.opus",
+    ] {
+        let input = dir.join(name);
+        std::fs::copy(fixture(&format!("formats/{name}")), &input).unwrap();
+        let out = run(&["denoise", s(&input), "--model", s(model_path())]);
+        assert!(out.status.success(), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("decoded, written as 24-bit WAV"),
+            "{name}: {err}"
+        );
+        let stem = name.split('.').next().unwrap();
+        let ext = name.rsplit('.').next().unwrap();
+        let written = dir.join(format!("{stem}.denoised.wav"));
+        let r = hound::WavReader::open(&written).unwrap();
+        assert_eq!(
+            (r.spec().sample_rate, r.spec().bits_per_sample),
+            (48_000, 24)
+        );
+        assert!(r.duration() >= 96_000, "{name}: {} frames", r.duration());
+        std::fs::rename(&written, dir.join(format!("{stem}-{ext}.wav"))).unwrap();
+    }
+    let input = dir.join("speech.mp3");
+    let flac = dir.join("out.flac");
+    assert!(denoise(&input, &flac, model_path(), &[]).status.success());
+    assert_eq!(read_flac(&flac).0.bits_per_sample, 24);
+    let out = denoise(&input, &dir.join("out.mp3"), model_path(), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WAV or FLAC"));
+    assert!(!dir.join("out.mp3").exists());
+    // An ID3 tag and then nothing an MP3 decoder can use.
+    let bad = dir.join("bad.mp3");
+    std::fs::write(
+        &bad,
+        b"ID3\x04\x00\x00\x00\x00\x00\x00this is no audio at all",
+    )
+    .unwrap();
+    let out = denoise(&bad, &dir.join("bad.wav"), model_path(), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.mp3"));
+    assert!(!dir.join("bad.wav").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
