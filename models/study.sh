@@ -78,6 +78,13 @@ rows+=(
   [s14-q]="$s14q --lr 1.5e-4 --lr-end 1.5e-5"
   [s14-restore]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 3e-4 --lr-end 3e-5 --warmup 100 --steps 5000 --valid-every 500"
 )
+# Session 15 rows, started at the end of session 14: `s15-q` continues the Quality file
+# shipped then (s14-q step 13,000) on the s14-q recipe from 1e-4; `s15-restore` the restore
+# file (s14-restore step 4,000) from 1.5e-4.
+rows+=(
+  [s15-q]="$s14q --lr 1e-4 --lr-end 1e-5"
+  [s15-restore]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 1.5e-4 --lr-end 1.5e-5 --warmup 100 --steps 5000 --valid-every 500"
+)
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
 fourteenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
@@ -101,7 +108,7 @@ for row in "$@"; do
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   [[ $row == s12-* ]] && budget=("${twelfth[@]}")
-  [[ $row == s14-* ]] && budget=("${fourteenth[@]}")
+  [[ $row == s14-* || $row == s15-* ]] && budget=("${fourteenth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done

@@ -44,35 +44,53 @@ fn script(body: &str) -> String {
 
 /// Runs a Lua script in `ardour7-lua` with `home` as the home folder; returns its output,
 /// after checking that the script ran to its end.
+///
+/// Ardour 7.3 itself sometimes aborts with a heap error in `PortExportChannel`'s destructor,
+/// when a session closes after an export or between two exports (2 of 8 runs of an export
+/// script with every plugin taken out of the session). So the `render` script, the one that
+/// exports, runs again (its exports removed first) when Ardour dies by a signal before its
+/// result line, up to four times; past its result line, with every export written, such an
+/// abort is accepted.
 fn lua(home: &Path, dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, script(body)).unwrap();
-    let out = Command::new("timeout")
-        .args(["600", "ardour7-lua"])
-        .arg(&path)
-        .env("HOME", home)
-        .output()
-        .expect("ardour7-lua runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!(
-        "--- {name}.lua\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("RESULT true"),
-        "{name}.lua failed ({})",
-        out.status
-    );
-    // Ardour 7.3 itself sometimes aborts while closing a session after an export, in
-    // `PortExportChannel`'s destructor ("double free or corruption"; 2 of 8 runs of this
-    // script with every plugin taken out of the session): past the result line, and with
-    // the session saved and the exports written, that is Ardour's, not the plugin's.
-    assert!(
-        out.status.success() || name == "render",
-        "{name}.lua: {}",
-        out.status
-    );
-    text
+    let exports = name == "render";
+    for attempt in 1..=4 {
+        if exports {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                if e.path().extension().is_some_and(|x| x == "wav") {
+                    std::fs::remove_file(e.path()).unwrap();
+                }
+            }
+        }
+        let out = Command::new("timeout")
+            .args(["600", "ardour7-lua"])
+            .arg(&path)
+            .env("HOME", home)
+            .output()
+            .expect("ardour7-lua runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!(
+            "--- {name}.lua (attempt {attempt})\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let killed = out.status.code().is_none();
+        if !text.contains("RESULT true") && exports && killed && attempt < 4 {
+            continue;
+        }
+        assert!(
+            text.contains("RESULT true"),
+            "{name}.lua failed ({})",
+            out.status
+        );
+        assert!(
+            out.status.success() || (exports && killed),
+            "{name}.lua: {}",
+            out.status
+        );
+        return text;
+    }
+    unreachable!("the last attempt returns or panics")
 }
 
 /// An exported WAV's channels, as f32 (Ardour's WAV export preset writes 16-bit integers).

@@ -148,10 +148,12 @@ impl Loaded {
         input: &[Vec<f32>],
         offline: bool,
     ) -> (Vec<Vec<f32>>, u32) {
-        let (out, latency, _, switches) =
-            self.run_with_changes(rate, blocks, input, offline, &|_, _| vec![]);
-        assert!(switches.is_empty(), "latency changed without a Mode change");
-        (out, latency)
+        let run = self.run_with_changes(rate, blocks, input, offline, &|_, _| vec![]);
+        assert!(
+            run.switches.is_empty(),
+            "latency changed without a Mode change"
+        );
+        (run.out, run.latency)
     }
 
     /// [`Self::run`], with `changes(block, frames)` giving each block's parameter changes
@@ -166,7 +168,7 @@ impl Loaded {
         input: &[Vec<f32>],
         offline: bool,
         changes: &(dyn Fn(usize, usize) -> Vec<(ParamID, i32, f64)> + Sync),
-    ) -> (Vec<Vec<f32>>, u32, ThreadId, Vec<(usize, u32)>) {
+    ) -> Processed {
         let max = *blocks.iter().max().unwrap();
         let mode = if offline {
             ProcessModes_::kOffline
@@ -275,7 +277,12 @@ impl Loaded {
             assert_eq!(self.component.setActive(0), kResultOk);
             (latency, audio_thread, switches)
         };
-        (out, latency.0, latency.1, latency.2)
+        Processed {
+            out,
+            latency: latency.0,
+            audio_thread: latency.1,
+            switches: latency.2,
+        }
     }
 
     /// Waits up to two seconds for the plugin to ask the host for a latency restart; returns
@@ -479,6 +486,16 @@ impl IBStreamTrait for MemoryStream {
     }
 }
 
+/// What [`Loaded::run_with_changes`] gives back: the output, the latency reported after
+/// activation, the thread `process` ran on, and each change of the reported latency while
+/// active (the first frame of the block after which it changed, the new latency).
+struct Processed {
+    out: Vec<Vec<f32>>,
+    latency: u32,
+    audio_thread: ThreadId,
+    switches: Vec<(usize, u32)>,
+}
+
 #[test]
 fn hosts_see_an_honest_glitch_free_denoiser() {
     let Some(plugin) = load() else { return };
@@ -538,14 +555,18 @@ fn a_mode_change_switches_at_once_and_tells_the_host_the_new_latency() {
     // than the audio thread (Ardour 7.3 only reads the latency again; others re-activate).
     let mode = plugin.id("Mode");
     let block = quality as usize / 512 + 4;
-    let (out, latency, audio_thread, switches) =
-        plugin.run_with_changes(rate, &[512], &input, true, &|k, n| {
-            if k == block {
-                vec![(mode, n as i32 - 1, 1.0)]
-            } else {
-                vec![]
-            }
-        });
+    let Processed {
+        out,
+        latency,
+        audio_thread,
+        switches,
+    } = plugin.run_with_changes(rate, &[512], &input, true, &|k, n| {
+        if k == block {
+            vec![(mode, n as i32 - 1, 1.0)]
+        } else {
+            vec![]
+        }
+    });
     assert_eq!(latency, quality);
     let &[(after, low)] = switches.as_slice() else {
         panic!("one latency change expected, got {switches:?}");
@@ -603,7 +624,9 @@ fn every_parameter_automated_at_random_offsets() {
         (*s >> 11) as f64 / (1u64 << 53) as f64
     };
     for round in 0..3 {
-        let (out, _, audio_thread, _) = plugin.run_with_changes(
+        let Processed {
+            out, audio_thread, ..
+        } = plugin.run_with_changes(
             rate,
             &[1, 17, 511, 4096, 64],
             &input,

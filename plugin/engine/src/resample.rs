@@ -17,6 +17,11 @@ const FLAT_BLOCK: usize = 512;
 /// Input frames per converter call for live streams.
 const LIVE_CHUNK: usize = 16;
 
+/// Two rates, as the bits of their `f64` values.
+type RatePair = (u64, u64);
+/// A live converter's chosen sinc length and its measured delay, in output samples.
+type LiveFilter = (usize, f64);
+
 /// A planar multichannel sample-rate converter fed in pieces.
 pub struct StreamResampler {
     /// `None` when the rates are equal: samples pass through untouched.
@@ -90,7 +95,7 @@ impl StreamResampler {
             // the model's as sharply as at 48 kHz (at the same latency in ms).
             // The choice is remembered per pair of rates: measuring nine filters is most of
             // what a plugin activation costs, and hosts (and clap-validator) activate often.
-            static CHOSEN: std::sync::Mutex<Vec<((u64, u64), (usize, f64))>> =
+            static CHOSEN: std::sync::Mutex<Vec<(RatePair, LiveFilter)>> =
                 std::sync::Mutex::new(Vec::new());
             let key = (from.to_bits(), to.to_bits());
             let known = CHOSEN
