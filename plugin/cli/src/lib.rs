@@ -2,6 +2,7 @@
 //! file-to-file denoising pipeline, shared with `xtask` (evaluation reads files the same way).
 
 pub mod audio;
+pub mod bwf;
 pub mod heap;
 pub mod lossy;
 pub mod pipeline;

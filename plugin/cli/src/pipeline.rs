@@ -12,7 +12,7 @@ use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::upper_band::UpperBand;
 use wavecrn_engine::{two_bit, DeviceChoice, LoadOptions, Model};
 
-use crate::audio::{conversion_note, output_spec, Encoding, Reader, Spec, Writer};
+use crate::audio::{conversion_note, output_spec, Container, Encoding, Reader, Spec, Writer};
 
 /// The WAV and FLAC files under `dir` (recursively), sorted by path. An unreadable folder or
 /// one without audio is an error naming it.
@@ -232,6 +232,8 @@ struct Lane {
     written: u64,
     /// How the output's format differs from the input's, for the summary line.
     note: String,
+    /// Broadcast WAV chunks of a WAV input, for a WAV output.
+    metadata: Vec<crate::bwf::Chunk>,
 }
 
 impl Lane {
@@ -260,6 +262,12 @@ impl Lane {
             task,
             writer: Writer::create(&tmp, &written)?,
             note: conversion_note(&spec, &written),
+            metadata: if (spec.container, written.container) == (Container::Wav, Container::Wav) {
+                crate::bwf::read_kept(input)
+                    .with_context(|| format!("cannot read {}", input.display()))?
+            } else {
+                vec![]
+            },
             tmp,
             pending: planar(ch),
             real: 0,
@@ -378,7 +386,9 @@ impl Lane {
 
     /// Finishes the file and moves it into place; returns its length in seconds.
     fn commit(self, output: &Path) -> Result<f64> {
-        commit(self.writer, &self.tmp, output)?;
+        self.writer.finish()?;
+        crate::bwf::insert_before_data(&self.tmp, &self.metadata)?;
+        commit_file(&self.tmp, output)?;
         Ok(self.frames_in as f64 / self.spec.sample_rate as f64)
     }
 }
@@ -386,6 +396,11 @@ impl Lane {
 /// Completes the file written at `tmp` and moves it to `output`.
 fn commit(writer: Writer, tmp: &Path, output: &Path) -> Result<()> {
     writer.finish()?;
+    commit_file(tmp, output)
+}
+
+/// Moves the completed file at `tmp` to `output`.
+fn commit_file(tmp: &Path, output: &Path) -> Result<()> {
     // hound flushes but does not sync: make sure the bytes are on disk before the rename.
     std::fs::File::open(tmp)?.sync_all()?;
     std::fs::rename(tmp, output)

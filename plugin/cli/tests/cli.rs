@@ -842,3 +842,65 @@ fn lossy_inputs_come_out_lossless() {
     assert!(!dir.join("bad.wav").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The RIFF chunk ids of a WAV file, in order, with their bodies.
+fn riff_chunks(bytes: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+    let mut at = 12;
+    let mut out = vec![];
+    while at + 8 <= bytes.len() {
+        let id = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let end = (at + 8 + size).min(bytes.len());
+        out.push((id, bytes[at + 8..end].to_vec()));
+        at += 8 + size + (size & 1);
+    }
+    out
+}
+
+/// A field recorder's Broadcast WAV: its `bext` and `iXML` chunks come through denoising
+/// byte for byte, before the audio, and the output still reads as a WAV file.
+#[test]
+fn broadcast_wav_metadata_is_kept() {
+    let dir = scratch("bwf");
+    let plain = dir.join("plain.wav");
+    write_wav(&plain, PCM16_MONO, &[noise(16_000, 3)]);
+    let mut bytes = std::fs::read(&plain).unwrap();
+    let data = bytes.windows(4).position(|w| w == b"data").unwrap();
+    let mut bext = vec![0u8; 602];
+    bext[..11].copy_from_slice(b"Scene 12 T3");
+    bext[338..346].copy_from_slice(&1_234_567u64.to_le_bytes());
+    let ixml = b"<BWFXML><SCENE>12</SCENE><TAKE>3</TAKE></BWFXML>".to_vec(); // odd length
+    let mut metadata = vec![];
+    for (id, body) in [(b"bext", &bext), (b"iXML", &ixml)] {
+        metadata.extend_from_slice(id);
+        metadata.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        metadata.extend_from_slice(body);
+        if body.len() % 2 == 1 {
+            metadata.push(0);
+        }
+    }
+    bytes.splice(data..data, metadata);
+    let riff = (bytes.len() - 8) as u32;
+    bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+    let input = dir.join("take.wav");
+    std::fs::write(&input, &bytes).unwrap();
+    let output = dir.join("take-out.wav");
+    assert!(denoise(&input, &output, model_path(), &[]).status.success());
+    let out = std::fs::read(&output).unwrap();
+    let chunks = riff_chunks(&out);
+    let ids: Vec<&[u8; 4]> = chunks.iter().map(|(id, _)| id).collect();
+    let at = |id: &[u8; 4]| ids.iter().position(|i| *i == id);
+    let data_at = at(b"data").expect("a data chunk");
+    for (id, body) in [(b"bext", &bext), (b"iXML", &ixml)] {
+        let i = at(id).unwrap_or_else(|| panic!("{} lost", String::from_utf8_lossy(id)));
+        assert!(i < data_at, "metadata after the audio");
+        assert_eq!(&chunks[i].1, body);
+    }
+    assert_eq!(
+        u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize,
+        out.len() - 8
+    );
+    let r = hound::WavReader::open(&output).unwrap();
+    assert_eq!(r.duration(), 16_000);
+    let _ = std::fs::remove_dir_all(dir);
+}
