@@ -85,6 +85,17 @@ rows+=(
   [s15-q]="$s14q --lr 1e-4 --lr-end 1e-5"
   [s15-restore]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 1.5e-4 --lr-end 1.5e-5 --warmup 100 --steps 5000 --valid-every 500"
 )
+# Session 16 rows (issue 26), from the files shipped at that session's start (commit ccf0ac7):
+# `s16-speed` is `s15-q` with 30 % of the speech played 0.9-1.1 times as fast (more voices
+# than the training speakers'); `s16-wide` widens the 128 x 6 Quality file to 256 x 6, the
+# paper's shape, by copying every unit (Net2Net), on the s14-q recipe from 1e-4 over 5,000
+# steps (a 256-channel step costs about four 128-channel ones).
+s16wide=${s14q/--channels 128/--channels 256}
+s16wide=${s16wide/--steps 14000/--steps 5000}
+rows+=(
+  [s16-speed]="$s14q --speed 0.3 --lr 1e-4 --lr-end 1e-5"
+  [s16-wide]="$s16wide --lr 1e-4 --lr-end 1e-5"
+)
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
 fourteenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
@@ -108,7 +119,7 @@ for row in "$@"; do
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   [[ $row == s12-* ]] && budget=("${twelfth[@]}")
-  [[ $row == s14-* || $row == s15-* ]] && budget=("${fourteenth[@]}")
+  [[ $row == s14-* || $row == s15-* || $row == s16-* ]] && budget=("${fourteenth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done

@@ -128,13 +128,18 @@ pub struct RunArgs {
     /// made from another talker instead (half of it modulated by the talker's envelope).
     #[arg(long, default_value_t = 0.0)]
     pub speech_shaped: f64,
+    /// Share of denoising examples whose speech is played 0.9-1.1 times as fast (tempo and
+    /// pitch, target too): more voices than the training speakers'.
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
     /// Fewest and most talkers in a babble.
     #[arg(long, num_args = 2, default_values_t = [1, 6])]
     pub talkers: Vec<usize>,
     /// Start from these weights instead of the initialisation: a checkpoint or
     /// `best.safetensors` of an earlier run, or an exported model (`models/*.onnx`), of the
     /// same configuration, or of the same one with fewer layers (the added top layers start
-    /// as near-identities). The step count, the optimiser and the schedule start afresh.
+    /// as near-identities) or a whole fraction of the channels (each unit copied, Net2Net
+    /// widening). The step count, the optimiser and the schedule start afresh.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Stop (with a validation and a checkpoint) once the process has used this many minutes
@@ -207,6 +212,7 @@ impl RunArgs {
             ("--reverb", self.reverb),
             ("--second-noise", self.second_noise),
             ("--speech-shaped", self.speech_shaped),
+            ("--speed", self.speed),
         ] {
             if !(0.0..=1.0).contains(&share) {
                 bail!("{name} is a share, from 0 to 1");

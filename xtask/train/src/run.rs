@@ -345,7 +345,16 @@ pub fn train(mut a: RunArgs) -> Result<()> {
     if let Some(path) = &a.init {
         let weights =
             read_weights(path).with_context(|| format!("cannot read --init {}", path.display()))?;
-        if weights.config.layers < cfg.layers {
+        if weights.config.channels < cfg.channels {
+            crate::init::widen(&net, &weights, crate::init::WIDENED_JITTER, a.seed)
+                .with_context(|| format!("--init {} does not fit this run", path.display()))?;
+            eprintln!(
+                "starting from the weights in {}, widened from {} to {} channels",
+                path.display(),
+                weights.config.channels,
+                cfg.channels
+            );
+        } else if weights.config.layers < cfg.layers {
             crate::init::deepen(&net, &weights, crate::init::ADDED_LAYER_RESET_BIAS)
                 .with_context(|| format!("--init {} does not fit this run", path.display()))?;
             eprintln!(
@@ -395,6 +404,7 @@ fn run_loop(
             reverb: a.reverb,
             second_noise: a.second_noise,
             speech_shaped: a.speech_shaped,
+            speed: a.speed,
         },
         crop,
         batch: a.batch,

@@ -198,6 +198,9 @@ pub struct Augmentation {
     /// Of the examples whose noise would be a recording: speech-shaped noise made from
     /// another talker instead, stationary or (half of them) with the talker's envelope.
     pub speech_shaped: f64,
+    /// Speech played 0.9-1.1 times as fast (tempo and pitch; input and target alike):
+    /// voices the training speakers do not have.
+    pub speed: f64,
 }
 
 pub use wavecrn_metrics::validation::SplitMix as Rng;
@@ -315,13 +318,22 @@ fn mixture(rng: &mut Rng, speech: &Clips, noise: &Clips, m: &Mixing) -> (Vec<f32
     let mut second_rng = Rng(rng.next_u64());
     let mut shaped_rng = Rng(rng.next_u64());
     let [eq, room, second, shaped] = [0; 4].map(|_| rng.uniform(0.0, 1.0));
+    // Derived, not drawn from `rng`: examples of runs without it stay as they were.
+    let mut speed_rng = Rng(shaped_rng.0 ^ 0x5EED_5BEE_D000_0001);
 
     // The speech, with the second before the crop that a room response reaches back to and
     // that a filter settles in.
     let s = &speech[i].1;
     let context = augment::ROOM_CONTEXT;
     let from = (start as i64 - context as i64).rem_euclid(s.len() as i64) as usize;
-    let mut dry = pool::wrapped(s, from, context + m.crop);
+    let mut dry = if speed_rng.uniform(0.0, 1.0) < a.speed {
+        let factor = speed_rng.uniform(augment::SPEED_RANGE.0, augment::SPEED_RANGE.1);
+        let len = context + m.crop;
+        let read = pool::wrapped(s, from, augment::speed_input_len(len, factor));
+        augment::change_speed(&read, factor, len)
+    } else {
+        pool::wrapped(s, from, context + m.crop)
+    };
     if eq < a.eq {
         augment::random_eq(&mut eq_rng)
             .iter()
