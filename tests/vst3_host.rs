@@ -505,6 +505,7 @@ fn hosts_see_an_honest_glitch_free_denoiser() {
         "Mode",
         "Listen to removed noise",
         "Bypass",
+        "Noise floor",
     ] {
         assert!(plugin.params.contains_key(name), "parameter {name}");
     }

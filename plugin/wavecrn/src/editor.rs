@@ -27,9 +27,9 @@ use crate::meters::{Levels, Meters, FLOOR_DB, HISTORY_POINTS, READING_SECONDS};
 use crate::params::{Mode, WavecrnParams};
 
 /// The size a new instance opens at, in logical pixels.
-pub const DEFAULT_SIZE: (u32, u32) = (460, 470);
+pub const DEFAULT_SIZE: (u32, u32) = (460, 510);
 /// The smallest size that keeps every control and line readable.
-pub const MIN_SIZE: (u32, u32) = (380, 420);
+pub const MIN_SIZE: (u32, u32) = (380, 460);
 /// The lowest level the meters and the trace show.
 const METER_FLOOR_DB: f32 = -72.0;
 
@@ -272,6 +272,9 @@ fn controls(ui: &mut egui::Ui, params: &WavecrnParams, setter: &ParamSetter) {
     let slider = (ui.available_width() - LABEL_WIDTH - 90.0).max(100.0);
     row(ui, "Reduction", |ui| {
         ui.add(ParamSlider::for_param(&params.reduction, setter).with_width(slider));
+    });
+    row(ui, "Noise floor", |ui| {
+        ui.add(ParamSlider::for_param(&params.noise_floor, setter).with_width(slider));
     });
     row(ui, "Output gain", |ui| {
         ui.add(ParamSlider::for_param(&params.output_gain, setter).with_width(slider));

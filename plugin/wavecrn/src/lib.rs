@@ -23,7 +23,7 @@ use wavecrn_engine::stream::{self, step_toward, AudioSide, Preset, StreamModels,
 
 use crate::editor::{EditorShared, WavecrnEditor};
 use crate::meters::{Meters, Reading};
-use crate::mix::{mix, Controls};
+use crate::mix::{apply_floor, mix, Controls};
 use crate::params::WavecrnParams;
 use crate::render_pace::RenderPace;
 
@@ -49,6 +49,7 @@ pub struct Wavecrn {
     /// Where "Listen to removed noise" is on its 10 ms fade (0: off, 1: on).
     listen_state: f32,
     reduction: Vec<f32>,
+    floor: Vec<f32>,
     gain: Vec<f32>,
     bypass: Vec<f32>,
     listen: Vec<f32>,
@@ -73,6 +74,7 @@ impl Default for Wavecrn {
             bypass_state: 0.0,
             listen_state: 0.0,
             reduction: Vec::new(),
+            floor: Vec::new(),
             gain: Vec::new(),
             bypass: Vec::new(),
             listen: Vec::new(),
@@ -223,6 +225,7 @@ impl Plugin for Wavecrn {
         self.pace = RenderPace::new(rate, max_block);
         self.sample_rate = config.sample_rate;
         self.reduction = vec![0.0; max_block];
+        self.floor = vec![0.0; max_block];
         self.gain = vec![0.0; max_block];
         self.bypass = vec![0.0; max_block];
         self.bypass_state = if self.params.bypass.value() { 1.0 } else { 0.0 };
@@ -325,6 +328,11 @@ impl Plugin for Wavecrn {
                 .reduction
                 .smoothed
                 .next_block(&mut self.reduction, len);
+            self.params
+                .noise_floor
+                .smoothed
+                .next_block(&mut self.floor, len);
+            apply_floor(&mut self.reduction[..len], &self.floor[..len]);
             self.params
                 .output_gain
                 .smoothed

@@ -13,6 +13,19 @@ pub struct Controls<'a> {
     pub listen: &'a [f32],
 }
 
+/// The Noise floor parameter's top, where it means no floor ("Off").
+pub const NO_FLOOR_DB: f32 = 60.0;
+
+/// Caps each sample's Reduction by its Noise floor (the most the output may remove, in dB;
+/// [`NO_FLOOR_DB`] and above: no cap), by the rule the command line's `--noise-floor` uses.
+pub fn apply_floor(reduction: &mut [f32], floor_db: &[f32]) {
+    for (r, &f) in reduction.iter_mut().zip(floor_db) {
+        if f < NO_FLOOR_DB {
+            *r = wavecrn_engine::reduction::effective(*r, Some(f));
+        }
+    }
+}
+
 /// Writes one channel of output. Reduction 0 and gain 1 give the dry signal bit for bit.
 pub fn mix(dry: &[f32], wet: &[f32], c: &Controls, out: &mut [f32]) {
     for i in 0..out.len() {
@@ -79,6 +92,27 @@ mod tests {
         for w in out.windows(2) {
             assert!((w[1] - w[0]).abs() < 0.11, "{out:?}");
         }
+    }
+
+    /// A 20 dB floor leaves a tenth of what full Reduction removes; Off and a Reduction
+    /// already gentler than the floor are left alone.
+    #[test]
+    fn the_noise_floor_limits_what_is_removed() {
+        let mut r = [1.0f32, 1.0, 0.5, 1.0];
+        apply_floor(&mut r, &[20.0, NO_FLOOR_DB, 20.0, 0.0]);
+        assert!((r[0] - 0.9).abs() < 1e-6);
+        assert_eq!(r[1..3], [1.0, 0.5]);
+        assert_eq!(r[3], 0.0);
+        let (dry, wet) = ([0.8f32], [0.0f32]);
+        let mut out = [0.0];
+        mix(
+            &dry,
+            &wet,
+            &controls(&r[..1], &[1.0], &[0.0], false),
+            &mut out,
+        );
+        let removed_db = 20.0 * (dry[0] / out[0]).log10();
+        assert!((removed_db - 20.0).abs() < 0.01, "{removed_db} dB removed");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The plugin's parameters: what a user can automate, and what a session saves.
 
+use std::sync::Arc;
+
 use nice_plug::prelude::*;
 use wavecrn_engine::stream::Preset;
 
 use crate::editor::SavedSize;
+use crate::mix::NO_FLOOR_DB;
 
 /// How the denoiser runs: latency against quality.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,11 @@ pub struct WavecrnParams {
     pub listen_noise: BoolParam,
     #[id = "bypass"]
     pub bypass: BoolParam,
+    /// The most the denoiser may take away, in dB (an attenuation limit): a little noise left
+    /// so the room still sounds like a room. At its top it is Off. Last, so that the other
+    /// parameters keep their host indices.
+    #[id = "noise-floor"]
+    pub noise_floor: FloatParam,
     /// The editor's window size (logical pixels), saved with the session.
     #[persist = "editor-size"]
     pub editor_size: SavedSize,
@@ -68,6 +76,31 @@ impl Default for WavecrnParams {
                 .with_unit(" %")
                 .with_value_to_string(formatters::v2s_f32_percentage(0))
                 .with_string_to_value(formatters::s2v_f32_percentage()),
+            noise_floor: FloatParam::new(
+                "Noise floor",
+                NO_FLOOR_DB,
+                FloatRange::Linear {
+                    min: 0.0,
+                    max: NO_FLOOR_DB,
+                },
+            )
+            .with_smoother(SmoothingStyle::Linear(20.0))
+            .with_step_size(1.0)
+            .with_value_to_string(Arc::new(|db| {
+                if db >= NO_FLOOR_DB {
+                    "Off".to_string()
+                } else {
+                    format!("{db:.0} dB")
+                }
+            }))
+            .with_string_to_value(Arc::new(|s| {
+                let s = s.trim();
+                if s.eq_ignore_ascii_case("off") {
+                    Some(NO_FLOOR_DB)
+                } else {
+                    s.trim_end_matches("dB").trim().parse().ok()
+                }
+            })),
             output_gain: FloatParam::new(
                 "Output gain",
                 1.0,
