@@ -269,41 +269,38 @@ pub fn envelope(x: &[f32]) -> Vec<f32> {
 /// training speakers').
 pub const SPEED_RANGE: (f64, f64) = (0.9, 1.1);
 
-/// Half the taps of [`change_speed`]'s interpolating filter.
-const SPEED_TAPS: usize = 16;
+/// Input samples past the last one [`change_speed`] returns, so that the converter's filter
+/// ends on real audio there, not on the silence it is flushed with.
+const SPEED_MARGIN: usize = 512;
+
+/// A speed factor in [`SPEED_RANGE`], in whole percent: the converter's two rates then share
+/// a large divisor (16 kHz against 14.4-17.6 kHz in 160 Hz steps), which keeps its blocks
+/// short.
+pub fn random_speed(rng: &mut Rng) -> f64 {
+    (rng.uniform(SPEED_RANGE.0, SPEED_RANGE.1) * 100.0).round() / 100.0
+}
 
 /// How many input samples [`change_speed`] reads to give `len` samples at `factor`.
 pub fn speed_input_len(len: usize, factor: f64) -> usize {
-    (len as f64 * factor).ceil() as usize + 2 * SPEED_TAPS + 1
+    (len as f64 * factor).ceil() as usize + SPEED_MARGIN
 }
 
-/// `len` samples of `x` played `factor` times as fast (pitch up by the same factor), by
-/// windowed-sinc interpolation whose cut-off follows the lower of the two rates, so a faster
+/// The first `len` samples of `x` played `factor` times as fast (pitch up by the same
+/// factor): `x` taken as sampled at `factor` times the rate and converted back by the
+/// engine's file converter, whose filter follows the lower of the two rates, so a faster
 /// playback does not fold the top octave down. `x` holds [`speed_input_len`] samples.
 pub fn change_speed(x: &[f32], factor: f64, len: usize) -> Vec<f32> {
-    let cutoff = (1.0 / factor).min(1.0) * 0.95;
-    let half = SPEED_TAPS as f64;
-    (0..len)
-        .map(|t| {
-            let at = SPEED_TAPS as f64 + t as f64 * factor;
-            let centre = at.floor() as i64;
-            let mut sum = 0.0;
-            for j in centre - SPEED_TAPS as i64 + 1..=centre + SPEED_TAPS as i64 {
-                let d = at - j as f64;
-                if d.abs() >= half {
-                    continue;
-                }
-                let sinc = if d == 0.0 {
-                    1.0
-                } else {
-                    (PI * cutoff * d).sin() / (PI * cutoff * d)
-                };
-                let window = 0.5 + 0.5 * (PI * d / half).cos();
-                sum += cutoff * sinc * window * x[j as usize] as f64;
-            }
-            sum as f32
-        })
-        .collect()
+    let from = (RATE * factor).round();
+    let mut converter = wavecrn_engine::resample::StreamResampler::new(from, RATE, 1)
+        .expect("two positive rates convert");
+    let mut out = vec![Vec::with_capacity(len + SPEED_MARGIN)];
+    converter
+        .process(&[x], &mut out)
+        .and_then(|()| converter.finish(&mut out))
+        .expect("one channel in, one out");
+    let mut out = out.pop().expect("one channel");
+    out.truncate(len);
+    out
 }
 
 #[cfg(test)]

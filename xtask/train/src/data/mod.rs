@@ -327,7 +327,7 @@ fn mixture(rng: &mut Rng, speech: &Clips, noise: &Clips, m: &Mixing) -> (Vec<f32
     let context = augment::ROOM_CONTEXT;
     let from = (start as i64 - context as i64).rem_euclid(s.len() as i64) as usize;
     let mut dry = if speed_rng.uniform(0.0, 1.0) < a.speed {
-        let factor = speed_rng.uniform(augment::SPEED_RANGE.0, augment::SPEED_RANGE.1);
+        let factor = augment::random_speed(&mut speed_rng);
         let len = context + m.crop;
         let read = pool::wrapped(s, from, augment::speed_input_len(len, factor));
         augment::change_speed(&read, factor, len)
@@ -513,6 +513,13 @@ mod tests {
                 Augmentation {
                     eq: 1.0,
                     second_noise: 1.0,
+                    ..Augmentation::default()
+                },
+            ),
+            (
+                0.0,
+                Augmentation {
+                    speed: 1.0,
                     ..Augmentation::default()
                 },
             ),
