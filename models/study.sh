@@ -96,6 +96,19 @@ rows+=(
   [s16-speed]="$s14q --speed 0.3 --lr 1e-4 --lr-end 1e-5"
   [s16-wide]="$s16wide --lr 1e-4 --lr-end 1e-5"
 )
+# Session 17 rows (issue 26), from the files shipped at that session's start (commit bd4e227):
+# `s17-causal` brings the Low latency model (256 x 6, one direction, last trained in session
+# 11) onto the Quality model's recipe since session 14 (more rooms, clipped inputs) with
+# `--speed 0.3`, 1.5e-4 -> 1.5e-5 over 12,000 steps; `s17-q` continues the Quality file with
+# more of the speech sped up or slowed down (`--speed 0.5`), a warm restart to 8e-5 and a half
+# cosine to 8e-6 over 10,000 steps. (`s16-wide` longer did not fit: a 256-wide step cost 1.3
+# CPU-s beside the builds, so 8,000 steps would have outrun the session.)
+s17causal=${s14q/--channels 128 --layers 6 --init $INIT/--causal --channels 256 --layers 6 --init models/wavecrn-denoise-causal.onnx}
+s17causal=${s17causal/--steps 14000/--steps 12000}
+rows+=(
+  [s17-causal]="$s17causal --speed 0.3 --lr 1.5e-4 --lr-end 1.5e-5"
+  [s17-q]="${s14q/--steps 14000/--steps 10000} --speed 0.5 --lr 8e-5 --lr-end 8e-6"
+)
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
 fourteenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
@@ -119,7 +132,7 @@ for row in "$@"; do
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   [[ $row == s12-* ]] && budget=("${twelfth[@]}")
-  [[ $row == s14-* || $row == s15-* || $row == s16-* ]] && budget=("${fourteenth[@]}")
+  [[ $row == s14-* || $row == s15-* || $row == s16-* || $row == s17-* ]] && budget=("${fourteenth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done

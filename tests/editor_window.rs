@@ -619,7 +619,7 @@ impl Watchdog {
 }
 
 /// The "Balanced" button's centre in the default-size editor, in window pixels.
-const BALANCED_AT: (i16, i16) = (268, 130);
+const BALANCED_AT: (i16, i16) = (268, 170);
 /// Rows of the default-size editor that hold the Reduction slider.
 const SLIDER_ROWS: std::ops::Range<usize> = 40..70;
 

@@ -537,6 +537,34 @@ fn hosts_see_an_honest_glitch_free_denoiser() {
     }
 }
 
+/// From frame `switch` on, the output (at Reduction 0 %: the input delayed) goes from the
+/// input delayed by `before` to the input delayed by `after` over the 10 ms crossfade, every
+/// frame of it between the two, and is the latter bit for bit from its end: no silence, no cut.
+fn assert_crossfaded(
+    input: &[Vec<f32>],
+    out: &[Vec<f32>],
+    switch: usize,
+    before: u32,
+    after: u32,
+    rate: f64,
+) {
+    let fade = (0.01 * rate).round() as usize;
+    let (before, after) = (before as usize, after as usize);
+    for (c, (x, y)) in input.iter().zip(out).enumerate() {
+        for t in switch..switch + fade {
+            let (a, b) = (x[t - before], x[t - after]);
+            assert!(
+                y[t] >= a.min(b) - 1e-6 && y[t] <= a.max(b) + 1e-6,
+                "channel {c}, frame {t} of the crossfade: {} not between {a} and {b}",
+                y[t]
+            );
+        }
+        for t in switch + fade..y.len() {
+            assert_eq!(y[t], x[t - after], "channel {c}, frame {t}");
+        }
+    }
+}
+
 #[test]
 fn a_mode_change_switches_at_once_and_tells_the_host_the_new_latency() {
     let Some(plugin) = load() else { return };
@@ -587,8 +615,8 @@ fn a_mode_change_switches_at_once_and_tells_the_host_the_new_latency() {
         asked.iter().all(|t| *t != audio_thread),
         "restartComponent called from the audio thread"
     );
-    // Quality (Reduction 0 %: the input, delayed) up to the block of the change; from the
-    // switch plus the new latency on, the input delayed by the new latency, bit for bit.
+    // Quality (Reduction 0 %: the input, delayed) up to the block of the change; then a
+    // crossfade to the input delayed by the new latency, and that, bit for bit.
     // (Channel 1 holds noise from the first frame; channel 0 only an impulse.)
     let switch = (quality as usize..out[1].len())
         .find(|&t| out[1][t] != input[1][t - quality as usize])
@@ -597,16 +625,41 @@ fn a_mode_change_switches_at_once_and_tells_the_host_the_new_latency() {
         (block * 512..=(block + 1) * 512).contains(&switch),
         "Quality left at frame {switch}, the change came in block {block}"
     );
-    for (c, (x, y)) in input.iter().zip(&out).enumerate() {
-        for t in switch + low as usize..y.len() {
-            assert_eq!(y[t], x[t - low as usize], "channel {c}, frame {t}");
-        }
-    }
+    assert_crossfaded(&input, &out, switch, quality, low, rate);
 
     // A host that re-activates on the request gets Low latency from the start, measured.
     let (out, low_latency) = plugin.run(rate, &[64, 1, 17], &input, true);
     assert_eq!(low_latency, low);
     assert_restarted_into_low_latency(&input, &out, low_latency, quality);
+
+    // And back, Low latency -> Quality: the slower mode starts from the recent input, not
+    // from a latency's worth of silence (it repeats what its extra latency needs).
+    // (The plugin is in Low latency since the change above; the change back comes once
+    // Quality's latency has passed, so its whole delay line is input.)
+    let block = quality as usize / 512 + 20;
+    let Processed {
+        out,
+        latency,
+        switches,
+        ..
+    } = plugin.run_with_changes(rate, &[512], &input, true, &|k, n| {
+        if k == block {
+            vec![(mode, n as i32 - 1, 0.0)]
+        } else {
+            vec![]
+        }
+    });
+    assert_eq!(latency, low);
+    let latencies: Vec<u32> = switches.iter().map(|s| s.1).collect();
+    assert_eq!(latencies, [quality], "{switches:?}");
+    let switch = ((block - 1) * 512..out[1].len())
+        .find(|&t| out[1][t] != input[1][t - low as usize])
+        .expect("the output never left Low latency");
+    assert!(
+        (block * 512..=(block + 1) * 512).contains(&switch),
+        "Low latency left at frame {switch}, the change came in block {block}"
+    );
+    assert_crossfaded(&input, &out, switch, low, quality, rate);
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //! - the worker's real-time factor (its processing time / audio time), on this thread; for
 //!   the Low latency preset, whose chain runs on the audio thread, the audio thread's;
 //! - the audio thread's time per block, median and 99th percentile;
+//! - for Low latency, whose hops run on the audio thread, the time per callback at 16-, 32-,
+//!   64- and 512-frame buffers against the time each buffer lasts;
 //! - how far the streamed output is from the whole-file output of the same model (SNR, dB);
 //! - and, for the windowed modes, how that distance shrinks with longer windows: the
 //!   bidirectional model's window stage against the whole file at 16 kHz, for context and
@@ -158,6 +160,7 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     for &rate in &a.rate {
         rate_rows(&a, &models, rate)?;
+        low_latency_callbacks(&a, &models, rate)?;
     }
     println!(
         "window reach of the bidirectional model at 16 kHz, channel 0 (context = look-ahead, \
@@ -261,6 +264,46 @@ fn rate_rows(a: &Args, models: &StreamModels, rate: f64) -> Result<()> {
             audio.fallbacks(),
         );
     }
+    Ok(())
+}
+
+/// Low latency runs its chain on the audio thread, a 3 ms hop at a time, inside whichever
+/// callback completes the hop: at small host buffers that callback carries the hop's whole
+/// cost. Per buffer size, the callback's time (median, 99th percentile, worst) against the
+/// time the buffer lasts.
+fn low_latency_callbacks(a: &Args, models: &StreamModels, rate: f64) -> Result<()> {
+    let input = (0..2)
+        .map(|c| noisy_speech(a, rate, c))
+        .collect::<Result<Vec<_>>>()?;
+    let frames = input[0].len();
+    let mut rows = Vec::new();
+    for block in [16usize, 32, 64, 512] {
+        let (mut audio, _) = stream::stream(models, Preset::LowLatency, rate, 2, block)?;
+        let mut times = Vec::with_capacity(frames / block + 1);
+        let mut at = 0;
+        while at + block <= frames {
+            let piece = [&input[0][at..at + block], &input[1][at..at + block]];
+            let t = Instant::now();
+            audio.process(&piece, false);
+            times.push(t.elapsed().as_secs_f64());
+            at += block;
+        }
+        times.sort_by(f64::total_cmp);
+        let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize] * 1e6;
+        let budget = block as f64 / rate * 1e6;
+        rows.push(format!(
+            "{block} frames ({budget:.0} us): {:.0} / {:.0} / {:.0} us ({:.0} % of the buffer at \
+             p99)",
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            pct(0.99) / budget * 100.0
+        ));
+    }
+    println!(
+        "Low latency per callback at {rate} Hz, stereo (median / p99 / worst): {}",
+        rows.join("; ")
+    );
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod libtorch;
 mod peers;
 mod test;
 mod train;
+mod upper_band;
 
 use clap::{Parser, Subcommand};
 
@@ -56,6 +57,9 @@ enum Command {
     /// Pack what `gpu-check` needs on a lent GPU machine into gpu-pack/ (the binary, the paper
     /// reference case, the sru wheels, run.sh), within the device tool's 64 MiB.
     GpuPack(gpu_pack::Args),
+    /// The band above 8 kHz at 48 kHz on the validation set: per-band levels of the input, the
+    /// clean speech, the command line's output and the Quality stream's, in speech and pauses.
+    UpperBand(upper_band::Args),
     /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
     Test(test::Args),
 }
@@ -77,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::GpuPack(args) => gpu_pack::run(args),
         Command::Libtorch(args) => libtorch::run(args),
         Command::Train(args) => train::run(args),
+        Command::UpperBand(args) => upper_band::run(args),
         Command::BenchTrain(args) => train::bench(args),
     }
 }

@@ -15,7 +15,7 @@ const CHUNK: usize = 1024;
 /// Fewest frames of the FFT converter's block at the lower of its two rates (see `build`).
 const FLAT_BLOCK: usize = 512;
 /// Input frames per converter call for live streams.
-const LIVE_CHUNK: usize = 16;
+pub(crate) const LIVE_CHUNK: usize = 16;
 
 /// Two rates, as the bits of their `f64` values.
 type RatePair = (u64, u64);
@@ -315,7 +315,7 @@ fn measure_delay(mut r: Async<f32>, from: f64, to: f64) -> Result<f64> {
     Ok(phase.rem_euclid(2.0 * std::f64::consts::PI) / w_out)
 }
 
-fn gcd(a: usize, b: usize) -> usize {
+pub(crate) fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
     } else {

@@ -23,13 +23,13 @@ use nice_plug_egui::{
 use parking_lot::{Mutex, RwLock};
 use wavecrn_engine::stream::Preset;
 
-use crate::meters::{Levels, Meters, FLOOR_DB, HISTORY_POINTS, READING_SECONDS};
+use crate::meters::{Levels, Meters, FLOOR_DB, HISTORY_POINTS, LOAD_WARNING, READING_SECONDS};
 use crate::params::{Mode, WavecrnParams};
 
 /// The size a new instance opens at, in logical pixels.
-pub const DEFAULT_SIZE: (u32, u32) = (460, 510);
+pub const DEFAULT_SIZE: (u32, u32) = (460, 530);
 /// The smallest size that keeps every control and line readable.
-pub const MIN_SIZE: (u32, u32) = (380, 460);
+pub const MIN_SIZE: (u32, u32) = (380, 480);
 /// The lowest level the meters and the trace show.
 const METER_FLOOR_DB: f32 = -72.0;
 
@@ -410,6 +410,20 @@ fn status(ui: &mut egui::Ui, shared: &EditorShared) {
             WARNING,
             "Mode change waits for the host to restart the plugin",
         );
+    }
+    if s.active {
+        let load = format!(
+            "Audio thread: {:.0} % of each buffer's time at most (last second)",
+            s.load_peak * 100.0
+        );
+        if s.load_peak > LOAD_WARNING {
+            ui.colored_label(
+                WARNING,
+                load + ": raise the host's buffer size, or leave Low latency",
+            );
+        } else {
+            ui.label(load);
+        }
     }
     if s.fallbacks > 0 {
         ui.colored_label(

@@ -8,6 +8,7 @@
 pub mod editor;
 pub mod meters;
 pub mod mix;
+pub mod mode_switch;
 pub mod params;
 pub mod render_pace;
 
@@ -24,6 +25,7 @@ use wavecrn_engine::stream::{self, step_toward, AudioSide, Preset, StreamModels,
 use crate::editor::{EditorShared, WavecrnEditor};
 use crate::meters::{Meters, Reading};
 use crate::mix::{apply_floor, mix, Controls};
+use crate::mode_switch::ModeSwitch;
 use crate::params::WavecrnParams;
 use crate::render_pace::RenderPace;
 
@@ -41,6 +43,8 @@ pub struct Wavecrn {
     active: usize,
     /// A Mode change is waiting for the host to restart the plugin (see `process`).
     restart_requested: bool,
+    /// The recent input, and the crossfade of a Mode change made in mid-signal.
+    switch: ModeSwitch,
     /// The host said it renders offline, and its word holds (CLAP; see [`render_pace`]).
     declared_offline: bool,
     pace: RenderPace,
@@ -68,6 +72,7 @@ impl Default for Wavecrn {
             worker: None,
             active: 0,
             restart_requested: false,
+            switch: ModeSwitch::new(0, 0, 48_000.0, 0),
             declared_offline: false,
             pace: RenderPace::new(48_000.0, 1),
             sample_rate: 48_000.0,
@@ -217,6 +222,19 @@ impl Plugin for Wavecrn {
                 return false;
             }
         }
+        // Where modes switch in mid-signal, the input is kept as long as the slowest mode's
+        // latency, so the mode switched to starts from the signal (see `mode_switch`).
+        let history = if every_mode {
+            streams
+                .iter()
+                .flatten()
+                .map(AudioSide::latency)
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        self.switch = ModeSwitch::new(channels.min(2), max_block, rate, history);
         self.streams = streams;
         // nice-plug's VST3 wrapper reports the mode of the host's previous setupProcessing
         // call, so there the pace of the audio decides alone.
@@ -273,6 +291,7 @@ impl Plugin for Wavecrn {
         _aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
+        let started = Instant::now();
         if self.streams[self.active].is_none() {
             return ProcessStatus::Error("not activated");
         }
@@ -282,8 +301,9 @@ impl Plugin for Wavecrn {
                 // The standalone has no host to tell; VST3 hosts get the new latency with
                 // `restartComponent(kLatencyChanged)` (from nice-plug's own thread), on which
                 // some re-activate the plugin and others, Ardour 7 among them, only ask for
-                // the latency again: switching at once suits both.
-                stream.reset();
+                // the latency again: switching at once suits both. The output crossfades
+                // from the mode left to the new one, which starts from the recent input.
+                self.switch.switch(stream, self.active);
                 self.active = wanted;
                 let latency = stream.latency() as u32;
                 if context.plugin_api() == PluginApi::Vst3 {
@@ -309,10 +329,9 @@ impl Plugin for Wavecrn {
         let bypass_step = 1.0 / (BYPASS_FADE_SECONDS * self.sample_rate);
         let total = buffer.samples();
         let offline = self.pace.block(total, Instant::now()) || self.declared_offline;
-        let Some(audio) = self.streams[mode].as_mut() else {
+        let Some(max) = self.streams[mode].as_ref().map(AudioSide::max_block) else {
             return ProcessStatus::Error("not activated");
         };
-        let max = audio.max_block();
         let channels = buffer.as_slice();
         let ch = channels.len().min(2);
         let mut at = 0;
@@ -323,7 +342,29 @@ impl Plugin for Wavecrn {
                 input[c] = &channels[c][at..at + len];
                 self.reading.add_input(input[c]);
             }
-            audio.process(&input[..ch], offline);
+            let fading = match self.switch.leaving() {
+                Some(left) => {
+                    // Both modes take the block while the crossfade runs.
+                    let [arriving, leaving] = self
+                        .streams
+                        .get_disjoint_mut([mode, left])
+                        .expect("the mode left is not the active one");
+                    if let (Some(arriving), Some(leaving)) = (arriving, leaving) {
+                        arriving.process(&input[..ch], offline);
+                        leaving.process(&input[..ch], offline);
+                        self.switch.blend(leaving, arriving, ch);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            };
+            let audio = self.streams[mode].as_mut().expect("checked above");
+            if !fading {
+                audio.process(&input[..ch], offline);
+            }
+            self.switch.record(&input[..ch]);
             self.params
                 .reduction
                 .smoothed
@@ -354,12 +395,16 @@ impl Plugin for Wavecrn {
             };
             for (c, out) in channels.iter_mut().take(ch).enumerate() {
                 let out = &mut out[at..at + len];
-                mix(audio.dry(c), audio.wet(c), &controls, out);
+                let (dry, wet) = if fading {
+                    (self.switch.dry(c, len), self.switch.wet(c, len))
+                } else {
+                    (audio.dry(c), audio.wet(c))
+                };
+                mix(dry, wet, &controls, out);
                 // What the denoiser takes away at the current Reduction, as it is heard.
-                let removed = audio
-                    .dry(c)
+                let removed = dry
                     .iter()
-                    .zip(audio.wet(c))
+                    .zip(wet)
                     .zip(controls.reduction.iter().zip(controls.bypass))
                     .map(|((d, w), (r, b))| r * (d - w) * (1.0 - b));
                 self.reading.add_output(out, removed);
@@ -370,6 +415,8 @@ impl Plugin for Wavecrn {
             at += len;
         }
         self.meters.set_fallbacks(self.fallbacks());
+        self.reading
+            .add_call(started.elapsed(), total, &self.meters);
         ProcessStatus::Normal
     }
 }

@@ -11,6 +11,11 @@ pub const READING_SECONDS: f32 = 0.025;
 pub const HISTORY_POINTS: usize = 240;
 /// The floor of every level, in dBFS: silence reads as this.
 pub const FLOOR_DB: f32 = -90.0;
+/// How long the audio thread's peak load is gathered over before it is published.
+pub const LOAD_SECONDS: f32 = 1.0;
+/// A peak load above this share of a buffer's time leaves too little for the host and other
+/// plugins: the editor warns (Low latency at small buffers runs a whole model hop in one).
+pub const LOAD_WARNING: f32 = 0.7;
 
 /// An `f32` in an atomic.
 struct AtomicLevel(AtomicU32);
@@ -53,6 +58,9 @@ pub struct Meters {
     active_mode: AtomicUsize,
     restart_pending: AtomicBool,
     active: AtomicBool,
+    /// The largest share of a buffer's duration that `process` took, over the last
+    /// [`LOAD_SECONDS`].
+    load_peak: AtomicLevel,
 }
 
 impl Default for Meters {
@@ -69,6 +77,7 @@ impl Default for Meters {
             active_mode: AtomicUsize::new(0),
             restart_pending: AtomicBool::new(false),
             active: AtomicBool::new(false),
+            load_peak: AtomicLevel::new(0.0),
         }
     }
 }
@@ -86,6 +95,9 @@ pub struct Status {
     pub restart_pending: bool,
     /// Times the output fell back to the dry signal since activation.
     pub fallbacks: u64,
+    /// The largest share of a buffer's duration the audio thread spent in the plugin over
+    /// the last [`LOAD_SECONDS`] (1: all of it).
+    pub load_peak: f32,
 }
 
 impl Status {
@@ -131,6 +143,7 @@ impl Meters {
             active_mode: self.active_mode.load(Ordering::Relaxed),
             restart_pending: self.restart_pending.load(Ordering::Relaxed),
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            load_peak: self.load_peak.get(),
         }
     }
 
@@ -141,6 +154,7 @@ impl Meters {
         self.active_mode.store(mode, Ordering::Relaxed);
         self.restart_pending.store(false, Ordering::Relaxed);
         self.fallbacks.store(0, Ordering::Relaxed);
+        self.load_peak.set(0.0);
         self.active.store(true, Ordering::Relaxed);
     }
 
@@ -182,6 +196,10 @@ pub struct Reading {
     input: f64,
     output: f64,
     removed: f64,
+    /// The host's rate; frames and the peak load of the load window in progress.
+    rate: f32,
+    load_frames: usize,
+    load_peak: f32,
 }
 
 fn sum_of_squares(x: &[f32]) -> f64 {
@@ -202,6 +220,7 @@ impl Reading {
     pub fn new(sample_rate: f32) -> Self {
         Self {
             length: ((sample_rate * READING_SECONDS).round() as usize).max(1),
+            rate: sample_rate,
             ..Self::default()
         }
     }
@@ -215,6 +234,22 @@ impl Reading {
     pub fn add_output(&mut self, output: &[f32], removed: impl Iterator<Item = f32>) {
         self.output += sum_of_squares(output);
         self.removed += removed.map(|v| (v as f64) * (v as f64)).sum::<f64>();
+    }
+
+    /// Adds one `process` call that took `spent` for `frames` frames; publishes the peak share
+    /// of a buffer's time every [`LOAD_SECONDS`].
+    pub fn add_call(&mut self, spent: std::time::Duration, frames: usize, meters: &Meters) {
+        if frames == 0 || self.rate <= 0.0 {
+            return;
+        }
+        let share = spent.as_secs_f32() * self.rate / frames as f32;
+        self.load_peak = self.load_peak.max(share);
+        self.load_frames += frames;
+        if self.load_frames as f32 >= LOAD_SECONDS * self.rate {
+            meters.load_peak.set(self.load_peak);
+            self.load_frames = 0;
+            self.load_peak = 0.0;
+        }
     }
 
     /// Closes a block of `frames` frames over `channels` channels, and publishes the reading
@@ -277,6 +312,25 @@ mod tests {
         assert_eq!(h.len(), HISTORY_POINTS);
         assert!(h.iter().all(|&v| v == FLOOR_DB));
         assert_eq!(meters.levels().input, FLOOR_DB);
+    }
+
+    #[test]
+    fn the_peak_load_is_published_every_second() {
+        let meters = Meters::default();
+        let mut reading = Reading::new(1_000.0);
+        let ms = std::time::Duration::from_millis;
+        // 100-frame buffers last 100 ms at 1 kHz: 10 ms is 10 %, one of 60 ms is 60 %.
+        for k in 0..9 {
+            reading.add_call(ms(if k == 4 { 60 } else { 10 }), 100, &meters);
+        }
+        assert_eq!(meters.status().load_peak, 0.0, "published before a second");
+        reading.add_call(ms(10), 100, &meters);
+        assert!((meters.status().load_peak - 0.6).abs() < 1e-6);
+        // The next second starts afresh.
+        for _ in 0..10 {
+            reading.add_call(ms(20), 100, &meters);
+        }
+        assert!((meters.status().load_peak - 0.2).abs() < 1e-6);
     }
 
     #[test]

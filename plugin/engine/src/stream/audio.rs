@@ -6,6 +6,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ringbuf::traits::{Consumer, Observer, Producer};
 use ringbuf::{HeapCons, HeapProd};
@@ -16,6 +17,20 @@ use super::{Shared, WorkerSide};
 /// its square must stay far from overflowing a float.
 pub const INPUT_LIMIT: f32 = 64.0;
 
+/// How long an offline render waits for the worker in one block by default before it gives up
+/// and renders on as real time would: far more than any model takes for one window.
+pub const OFFLINE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Non-finite input becomes silence, and finite input is limited to +36 dBFS, so no square of
+/// it overflows the chain's power trackers.
+fn sanitise(x: f32) -> f32 {
+    if x.is_finite() {
+        x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
+    } else {
+        0.0
+    }
+}
+
 /// How an audio side is dimensioned.
 pub(super) struct Sizes {
     pub channels: usize,
@@ -23,6 +38,7 @@ pub(super) struct Sizes {
     pub latency: usize,
     /// Frames over which the processed signal fades in and out when the worker falls behind.
     pub fade: usize,
+    pub host_rate: f64,
 }
 
 /// The audio thread's end of one stream.
@@ -56,6 +72,13 @@ pub struct AudioSide {
     wet: Vec<Vec<f32>>,
     /// The chain, for a stream that runs it on this thread.
     inline: Option<Box<WorkerSide>>,
+    /// How long one offline block may wait for the worker.
+    patience: Duration,
+    /// An offline wait ran out: until the worker has caught up, a block waits no longer than
+    /// it lasts, so a stalled worker costs a render one long wait, then holds it to real time
+    /// (a worker that is only slow catches up; one that is gone leaves the rest dry).
+    gave_up: bool,
+    host_rate: f64,
 }
 
 impl AudioSide {
@@ -71,6 +94,7 @@ impl AudioSide {
             max_block,
             latency,
             fade,
+            host_rate,
         } = sizes;
         Self {
             input,
@@ -92,6 +116,9 @@ impl AudioSide {
             dry: vec![vec![0.0; max_block]; channels],
             wet: vec![vec![0.0; max_block]; channels],
             inline,
+            patience: OFFLINE_PATIENCE,
+            gave_up: false,
+            host_rate,
         }
     }
 
@@ -130,6 +157,38 @@ impl AudioSide {
         }
     }
 
+    /// How long one block of an offline render may wait for the worker
+    /// ([`OFFLINE_PATIENCE`] unless set). After a wait that runs out, a block waits only as
+    /// long as it lasts until the worker has caught up again, and what it missed falls back to
+    /// the dry signal.
+    pub fn set_offline_patience(&mut self, patience: Duration) {
+        self.patience = patience;
+    }
+
+    /// Waits, for an offline render of a block of `frames`, until `ready` holds or the
+    /// patience runs out (after which, until the worker catches up, a block waits only as
+    /// long as it lasts). Sleeps between checks: on a machine with fewer free cores than
+    /// threads a spinning wait would take the worker's.
+    fn wait_for(&mut self, frames: usize, mut ready: impl FnMut(&mut Self) -> bool) {
+        let limit = if self.gave_up {
+            Duration::from_secs_f64(frames as f64 / self.host_rate)
+        } else {
+            self.patience
+        };
+        let started = Instant::now();
+        while !ready(self) {
+            if started.elapsed() >= limit {
+                self.gave_up = true;
+                return;
+            }
+            if started.elapsed() < Duration::from_millis(1) {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+    }
+
     /// The stream's latency in host frames: output frame `n` is input frame `n - latency`.
     pub fn latency(&self) -> usize {
         self.latency
@@ -146,6 +205,30 @@ impl AudioSide {
         for d in &mut self.delay {
             d.fill(0.0);
         }
+        self.request_restart();
+    }
+
+    /// Starts the stream over, as [`reset`](Self::reset) does, with the dry path's delay line
+    /// holding the input that came just before: per channel, `recent` gives it in two pieces
+    /// (a ring's older then newer part), the newest frame last. A stream switched in
+    /// mid-signal then plays on from the signal instead of from a latency's worth of silence
+    /// (the processed signal fades in once the worker has caught up).
+    pub fn reset_after(&mut self, recent: &[[&[f32]; 2]]) {
+        for (c, line) in self.delay.iter_mut().enumerate() {
+            line.fill(0.0);
+            let Some([older, newer]) = recent.get(c) else {
+                continue;
+            };
+            // The delay line plays from index 0 next: its last frame is the newest input.
+            let len = line.len();
+            let pieces = older.iter().chain(newer.iter());
+            let have = older.len() + newer.len();
+            let kept = have.min(len);
+            for (slot, &x) in line[len - kept..].iter_mut().zip(pieces.skip(have - kept)) {
+                *slot = sanitise(x);
+            }
+        }
+        self.delay_at = 0;
         self.request_restart();
     }
 
@@ -179,13 +262,7 @@ impl AudioSide {
             let len = line.len();
             let mut at = self.delay_at;
             for (i, &x) in b.iter().enumerate() {
-                // Non-finite input becomes silence, and finite input is limited to +36 dBFS,
-                // so no square of it overflows the chain's power trackers.
-                let x = if x.is_finite() {
-                    x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
-                } else {
-                    0.0
-                };
+                let x = sanitise(x);
                 self.interleaved[i * ch + c] = x;
                 if self.latency == 0 {
                     self.dry[c][i] = x;
@@ -202,12 +279,10 @@ impl AudioSide {
         self.check_restart();
         if wait {
             // Offline: wait for the worker to have started over, rather than run dry.
-            let started = std::time::Instant::now();
-            while self.awaiting.is_some() && started.elapsed() < std::time::Duration::from_secs(10)
-            {
-                std::thread::yield_now();
-                self.check_restart();
-            }
+            self.wait_for(n, |s| {
+                s.check_restart();
+                s.awaiting.is_none()
+            });
         }
         if self.awaiting.is_none() {
             if self.input.vacant_len() < n * ch {
@@ -229,15 +304,14 @@ impl AudioSide {
         let gap = self.gap.min(n);
         self.gap -= gap;
         let due = n - gap;
+        let want = (self.debt + due + self.fade) * ch;
         // (An inline chain has already delivered all it can.)
         if wait && due > 0 && self.inline.is_none() {
-            let want = (self.debt + due + self.fade) * ch;
-            let started = std::time::Instant::now();
-            while self.output.occupied_len() < want
-                && started.elapsed() < std::time::Duration::from_secs(10)
-            {
-                std::thread::yield_now();
-            }
+            self.wait_for(due, |s| s.output.occupied_len() >= want);
+        }
+        if self.output.occupied_len() >= want {
+            // The worker is keeping up: offline blocks may wait for it in full again.
+            self.gave_up = false;
         }
         let mut available = self.output.occupied_len() / ch;
         let drop = self.debt.min(available);
@@ -301,6 +375,8 @@ impl AudioSide {
                 self.awaiting = None;
                 self.gap = self.latency;
                 self.debt = 0;
+                // The worker is alive: offline blocks may wait for it again.
+                self.gave_up = false;
             }
         }
     }

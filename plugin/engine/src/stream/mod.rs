@@ -183,6 +183,7 @@ pub fn stream(
             max_block,
             latency,
             fade,
+            host_rate,
         },
         inline,
     );

@@ -12,7 +12,7 @@ use ringbuf::{HeapCons, HeapProd};
 use super::stage::ModelStage;
 use super::Shared;
 use crate::error::Result;
-use crate::resample::StreamResampler;
+use crate::resample::{gcd, StreamResampler, LIVE_CHUNK};
 use crate::upper_band::UpperBand;
 
 /// What a chain is made for: the rates, the channels, and which converters.
@@ -257,7 +257,37 @@ pub(super) fn resampler_lateness(from: f64, to: f64) -> Result<usize> {
 /// a second (every converter's and the stage's cycle repeats well within that). A frame's
 /// release depends only on how many frames have gone in, never on how they were split into
 /// blocks, so this is the lateness for every block size.
+/// Host frames after which the inline chain's timing repeats: its converters take pieces of
+/// [`LIVE_CHUNK`] frames on both sides and the model releases whole steps of `model_step`
+/// samples, so when output comes out follows a pattern that repeats once all of them line up
+/// again with the ratio of the rates (0.96 s at 22.05 kHz, 1.92 s at 11.025 kHz, 6 ms at
+/// 48 kHz). `None` at a fractional rate, where it never repeats exactly.
+fn chain_period(host_rate: f64, model_rate: f64, model_step: usize) -> Option<usize> {
+    if host_rate.fract() != 0.0 || model_rate.fract() != 0.0 || model_step == 0 {
+        return None;
+    }
+    let lcm = |a: usize, b: usize| a / gcd(a, b) * b;
+    let (host, model) = (host_rate as usize, model_rate as usize);
+    let common = gcd(host, model);
+    // `per_host` host frames are `per_model` model samples.
+    let (per_host, per_model) = (host / common, model / common);
+    let model_unit = lcm(model_step, LIVE_CHUNK);
+    let repeats = lcm(
+        LIVE_CHUNK / gcd(per_host, LIVE_CHUNK),
+        model_unit / gcd(per_model, model_unit),
+    );
+    Some(per_host * repeats)
+}
+
 pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Result<usize> {
+    // A quarter second for the chain to settle, then two whole periods of its pattern (2 s
+    // where it has none).
+    let period = chain_period(spec.host_rate, spec.model_rate, stage.lag());
+    let span = match period {
+        Some(p) => (spec.host_rate / 4.0) as usize + 2 * p,
+        None => (spec.host_rate * 2.0) as usize,
+    }
+    .max((spec.host_rate / 2.0) as usize);
     let mut chain = Chain::new(
         stage,
         ChainSpec {
@@ -267,7 +297,7 @@ pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Res
     )?;
     let one = [vec![0.0f32]];
     let (mut released, mut worst) = (0usize, 0usize);
-    for n in 0..(spec.host_rate / 2.0) as usize {
+    for n in 0..span {
         let ready = chain.run(&one)?;
         if ready > 0 {
             // Frames released..released + ready came out as input frame n went in.
@@ -277,4 +307,30 @@ pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Res
         }
     }
     Ok(worst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_period_is_where_pieces_and_steps_line_up_again() {
+        // 22.05 kHz: 441 host frames are 320 model samples; 21,168 host frames are 15,360
+        // model samples (160 steps of 96) and 1,323 pieces of 16: 0.96 s.
+        assert_eq!(chain_period(22_050.0, 16_000.0, 96), Some(21_168));
+        assert_eq!(chain_period(11_025.0, 16_000.0, 96), Some(21_168));
+        assert_eq!(chain_period(48_000.0, 16_000.0, 96), Some(288));
+        assert_eq!(chain_period(12_345.678, 16_000.0, 96), None);
+        for rate in [
+            8_000.0, 11_025.0, 22_050.0, 44_100.0, 48_000.0, 96_000.0, 768_000.0,
+        ] {
+            let period = chain_period(rate, 16_000.0, 96).unwrap();
+            // A whole number of pieces at the host rate, and of steps and pieces at the model's.
+            let model = period as f64 * 16_000.0 / rate;
+            assert_eq!(period % LIVE_CHUNK, 0, "{rate}");
+            assert_eq!(model.fract(), 0.0, "{rate}");
+            assert_eq!(model as usize % 96, 0, "{rate}");
+            assert_eq!(model as usize % LIVE_CHUNK, 0, "{rate}");
+        }
+    }
 }
