@@ -118,6 +118,7 @@ pub fn run(a: Args) -> Result<()> {
     let (mut in_speech, mut in_pause) = ([0.0f64; 4], [0.0f64; 4]);
     let (mut speech_frames, mut pause_frames) = (0usize, 0usize);
     let (mut worst_gap, mut worst_over) = (0.0f64, f64::NEG_INFINITY);
+    let mut apart = Vec::new();
     for (k, pair) in pairs.iter().enumerate() {
         let r = render(&a, &models, &model, pair, k as u64, &dir)?;
         for (t, s) in totals.iter_mut().zip(&r.spectra) {
@@ -137,6 +138,13 @@ pub fn run(a: Args) -> Result<()> {
         let up = |s: &LongTermSpectrum| db(s.band(UPPER));
         let (input, file, streamed) = (up(&r.spectra[0]), up(&r.spectra[2]), up(&r.spectra[3]));
         worst_gap = worst_gap.max((file - streamed).abs());
+        if (file - streamed).abs() > 3.0 {
+            apart.push(format!(
+                "{} ({:.1} s): input {input:.1}, file {file:.1}, stream {streamed:.1} dB",
+                pair.name,
+                pair.clean.len() as f64 / 16_000.0
+            ));
+        }
         worst_over = worst_over.max(file - input);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -175,7 +183,13 @@ pub fn run(a: Args) -> Result<()> {
     );
     println!(
         "per file, 8-24 kHz: file path against stream at most {worst_gap:.2} dB apart; file \
-         path against input at most {worst_over:+.2} dB"
+         path against input at most {worst_over:+.2} dB; {} files more than 3 dB apart{}",
+        apart.len(),
+        if apart.is_empty() {
+            String::new()
+        } else {
+            format!(":\n  {}", apart.join("\n  "))
+        }
     );
     Ok(())
 }

@@ -20,14 +20,13 @@ use nice_plug_egui::{
     create_egui_editor, EguiEditor, EguiEditorHandle, EguiEditorState, EguiNiceSettings,
     NiceEguiApp, RepaintNotifier,
 };
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use wavecrn_engine::stream::Preset;
 
 use crate::meters::{Levels, Meters, FLOOR_DB, HISTORY_POINTS, LOAD_WARNING, READING_SECONDS};
 use crate::params::{Mode, WavecrnParams};
+pub use crate::params::{SavedSize, DEFAULT_SIZE};
 
-/// The size a new instance opens at, in logical pixels.
-pub const DEFAULT_SIZE: (u32, u32) = (460, 530);
 /// The smallest size that keeps every control and line readable.
 pub const MIN_SIZE: (u32, u32) = (380, 480);
 /// The lowest level the meters and the trace show.
@@ -35,9 +34,6 @@ const METER_FLOOR_DB: f32 = -72.0;
 
 const ACCENT: Color32 = Color32::from_rgb(82, 190, 160);
 const WARNING: Color32 = Color32::from_rgb(235, 120, 70);
-
-/// The editor's window size, kept in the plugin's state.
-pub type SavedSize = Arc<RwLock<(u32, u32)>>;
 
 /// Everything the editor needs, shared with the plugin.
 #[derive(Clone)]
@@ -443,11 +439,6 @@ fn preset_name(p: Preset) -> &'static str {
         Preset::Balanced => "Balanced",
         Preset::LowLatency => "Low latency",
     }
-}
-
-/// Default for the saved size.
-pub fn default_size() -> SavedSize {
-    Arc::new(RwLock::new(DEFAULT_SIZE))
 }
 
 #[cfg(test)]

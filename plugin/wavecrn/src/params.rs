@@ -3,10 +3,17 @@
 use std::sync::Arc;
 
 use nice_plug::prelude::*;
+use parking_lot::RwLock;
 use wavecrn_engine::stream::Preset;
 
-use crate::editor::SavedSize;
 use crate::mix::NO_FLOOR_DB;
+
+/// The size the editor opens at in a new instance, in logical pixels.
+pub const DEFAULT_SIZE: (u32, u32) = (460, 530);
+
+/// The editor's window size, kept with the parameters so a session saves it (and the
+/// parameters need nothing from the editor).
+pub type SavedSize = Arc<RwLock<(u32, u32)>>;
 
 /// How the denoiser runs: latency against quality.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +124,7 @@ impl Default for WavecrnParams {
             mode: EnumParam::new("Mode", Mode::Quality),
             listen_noise: BoolParam::new("Listen to removed noise", false),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
-            editor_size: crate::editor::default_size(),
+            editor_size: Arc::new(RwLock::new(DEFAULT_SIZE)),
         }
     }
 }
