@@ -149,15 +149,7 @@ fn chunk_joins(a: &Args, model: &Model) -> Result<String> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    // The files the plugin embeds, read from the tree: xtask carries no models of its own.
-    let read = |name: &str| {
-        let path = crate::root().join("models").join(name);
-        std::fs::read(&path).with_context(|| path.display().to_string())
-    };
-    let models = StreamModels::from_bytes(
-        &read("wavecrn-denoise.onnx")?,
-        &read("wavecrn-denoise-causal.onnx")?,
-    )?;
+    let models = crate::tree_stream_models()?;
     for &rate in &a.rate {
         rate_rows(&a, &models, rate)?;
         low_latency_callbacks(&a, &models, rate)?;

@@ -98,3 +98,17 @@ pub fn root() -> std::path::PathBuf {
         std::path::PathBuf::from(".")
     }
 }
+
+/// The Quality and Low latency models the plugin embeds, read from the tree (xtask carries
+/// no models of its own), as streams use them.
+pub fn tree_stream_models() -> anyhow::Result<wavecrn_engine::stream::StreamModels> {
+    use anyhow::Context;
+    let read = |name: &str| {
+        let path = root().join("models").join(name);
+        std::fs::read(&path).with_context(|| path.display().to_string())
+    };
+    Ok(wavecrn_engine::stream::StreamModels::from_bytes(
+        &read("wavecrn-denoise.onnx")?,
+        &read("wavecrn-denoise-causal.onnx")?,
+    )?)
+}

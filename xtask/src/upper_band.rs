@@ -98,14 +98,7 @@ struct Rendered {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let read = |name: &str| {
-        let path = crate::root().join("models").join(name);
-        std::fs::read(&path).with_context(|| path.display().to_string())
-    };
-    let models = StreamModels::from_bytes(
-        &read("wavecrn-denoise.onnx")?,
-        &read("wavecrn-denoise-causal.onnx")?,
-    )?;
+    let models = crate::tree_stream_models()?;
     let load = |dir: &std::path::Path| wavecrn_cli::pipeline::read_folder_mono(dir, 16_000);
     let mut pairs = validation::mix(&load(&a.speech)?, &load(&a.noise)?, validation::SEED);
     pairs.truncate(a.limit);
