@@ -47,7 +47,7 @@ impl StreamResampler {
     /// output samples, so the output is aligned exactly. Fractional rates use a 256-tap
     /// windowed-sinc converter, aligned to within one output sample.
     pub fn new(from: f64, to: f64, channels: usize) -> Result<Self> {
-        Self::build(from, to, channels, false)
+        Self::build(from, to, channels, false, None)
     }
 
     /// A converter for live streams, where what matters is how long a sample waits before its
@@ -55,10 +55,29 @@ impl StreamResampler {
     /// every pair of rates, its sinc length chosen so its delay is as near a whole number of
     /// output samples as it can be (exact for 16 kHz to and from 48 kHz).
     pub fn low_latency(from: f64, to: f64, channels: usize) -> Result<Self> {
-        Self::build(from, to, channels, true)
+        Self::build(from, to, channels, true, None)
     }
 
-    fn build(from: f64, to: f64, channels: usize, live: bool) -> Result<Self> {
+    /// A live converter with a sinc of `sinc_len` taps instead of the chosen one: what a
+    /// flatter passband would cost in latency (test `what_flat_live_converters_would_cost`).
+    #[cfg(test)]
+    fn low_latency_with_sinc(from: f64, to: f64, sinc_len: usize) -> Result<Self> {
+        Self::build(from, to, 1, true, Some(sinc_len))
+    }
+
+    /// The delay the converter removes, in output samples.
+    #[cfg(test)]
+    fn delay(&self) -> usize {
+        self.initial_skip
+    }
+
+    fn build(
+        from: f64,
+        to: f64,
+        channels: usize,
+        live: bool,
+        forced_sinc: Option<usize>,
+    ) -> Result<Self> {
         if !(from.is_finite() && to.is_finite() && from > 0.0 && to > 0.0) {
             return Err(Error::Input(format!(
                 "cannot resample from {from} Hz to {to} Hz"
@@ -102,9 +121,10 @@ impl StreamResampler {
                 .lock()
                 .ok()
                 .and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, v)| *v));
-            let (sinc_len, delay) = match known {
-                Some(v) => v,
-                None => {
+            let (sinc_len, delay) = match (forced_sinc, known) {
+                (Some(n), _) => (n, measure_delay(sinc(n, LIVE_CHUNK, 1)?, from, to)?),
+                (None, Some(v)) => v,
+                (None, None) => {
                     let scale = (from / to / 3.0).ceil().max(1.0) as usize;
                     let mut best: Option<(f64, usize, f64)> = None;
                     for sinc_len in (8..=16).map(|i| i * 8 * scale) {
@@ -484,6 +504,51 @@ mod tests {
                 freq,
             );
             assert!(up.abs() < 0.5, "8 kHz at {freq} Hz: {up:.2} dB");
+        }
+    }
+
+    /// The live (Low latency) converters trade passband for latency. Per host rate: the
+    /// shipped choice's level at 6-7 kHz and delay, then longer sincs until one is flat within
+    /// 0.5 dB to 7 kHz both ways, and what that one would add to the chain's latency.
+    #[test]
+    fn what_flat_live_converters_would_cost() {
+        for rate in [44_100.0, 48_000.0] {
+            // A converter pair (`None`: the shipped choice): its delay both ways in ms (down
+            // counts 16 kHz samples, up host samples), its level at 6, 6.5 and 7 kHz both ways,
+            // and the worst of those.
+            let describe = |taps: Option<usize>| {
+                let make = |from: f64, to: f64| match taps {
+                    Some(n) => StreamResampler::low_latency_with_sinc(from, to, n).unwrap(),
+                    None => StreamResampler::low_latency(from, to, 1).unwrap(),
+                };
+                let ms = make(rate, 16_000.0).delay() as f64 / 16.0
+                    + make(16_000.0, rate).delay() as f64 / rate * 1000.0;
+                let tones = [6_000.0, 6_500.0, 7_000.0];
+                let down = tones.map(|f| passband_db(make(rate, 16_000.0), rate, f));
+                let up = tones.map(|f| passband_db(make(16_000.0, rate), 16_000.0, f));
+                let worst = down.iter().chain(&up).fold(0.0f64, |a, v| a.max(v.abs()));
+                (ms, down, up, worst)
+            };
+            let (base, down, up, _) = describe(None);
+            eprintln!(
+                "{rate} Hz live converters: {base:.2} ms both ways; 6/6.5/7 kHz in {down:.1?} dB, \
+                 out {up:.1?} dB"
+            );
+            let mut flat = None;
+            for taps in [160, 192, 256, 320, 384, 512] {
+                let (ms, down, up, worst) = describe(Some(taps));
+                eprintln!(
+                    "  {taps} taps: {ms:.2} ms both ways (+{:.2}); in {down:.1?} dB, out {up:.1?} dB",
+                    ms - base
+                );
+                if worst < 0.5 {
+                    flat = Some((taps, ms - base));
+                    break;
+                }
+            }
+            let (taps, cost) = flat.expect("some sinc length is flat to 7 kHz");
+            eprintln!("{rate} Hz: flat to 7 kHz at {taps} taps, +{cost:.2} ms of latency");
+            assert!(cost > 0.0, "a flatter filter cannot be shorter");
         }
     }
 
