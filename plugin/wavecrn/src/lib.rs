@@ -342,28 +342,24 @@ impl Plugin for Wavecrn {
                 input[c] = &channels[c][at..at + len];
                 self.reading.add_input(input[c]);
             }
-            let fading = match self.switch.leaving() {
-                Some(left) => {
-                    // Both modes take the block while the crossfade runs.
-                    let [arriving, leaving] = self
-                        .streams
-                        .get_disjoint_mut([mode, left])
-                        .expect("the mode left is not the active one");
-                    if let (Some(arriving), Some(leaving)) = (arriving, leaving) {
-                        arriving.process(&input[..ch], offline);
-                        leaving.process(&input[..ch], offline);
-                        self.switch.blend(leaving, arriving, ch);
-                        true
-                    } else {
-                        false
-                    }
-                }
-                None => false,
-            };
             let audio = self.streams[mode].as_mut().expect("checked above");
-            if !fading {
-                audio.process(&input[..ch], offline);
+            audio.process(&input[..ch], offline);
+            // While a Mode change crossfades, the mode left takes the block too.
+            let leaving = self.switch.leaving();
+            if let Some(left) = leaving.and_then(|l| self.streams[l].as_mut()) {
+                left.process(&input[..ch], offline);
             }
+            let fading = match (
+                leaving.and_then(|l| self.streams[l].as_ref()),
+                &self.streams[mode],
+            ) {
+                (Some(left), Some(arriving)) => {
+                    self.switch.blend(left, arriving, ch);
+                    true
+                }
+                _ => false,
+            };
+            let audio = self.streams[mode].as_ref().expect("checked above");
             self.switch.record(&input[..ch]);
             self.params
                 .reduction
