@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe study behind models/README.md: short runs of equal CPU time (each stops at
+# The recipe study behind docs/experiments/README.md: short runs of equal CPU time (each stops at
 # CPU_MINUTES of process CPU time, one LibTorch thread), two at a time on a 2-core machine,
 # each scored on all 100 validation pairs. Usage: bash models/study.sh ROW [ROW...]
 # (rows below; no argument lists them). Runs land in runs/study/ROW.
@@ -109,6 +109,19 @@ rows+=(
   [s17-causal]="$s17causal --speed 0.3 --lr 1.5e-4 --lr-end 1.5e-5"
   [s17-q]="${s14q/--steps 14000/--steps 10000} --speed 0.5 --lr 8e-5 --lr-end 8e-6"
 )
+# Session 18 rows (issue 26), from the files shipped at that session's start (commit c0041c3):
+# `s18-wide` widens the Quality file (s17-q step 8,000) to 256 x 6, as `s16-wide` did, on the
+# `s17-q` recipe from 1e-4 over 6,000 steps (`s16-wide` was still rising at its end);
+# `s18-snr` continues the 128 x 6 file on that recipe with mixtures up to 30 dB SNR instead of
+# 20 (recordings that are only a little noisy, which a dialogue editor meets most), 8e-5 ->
+# 8e-6 over 10,000 steps.
+s18q="${s14q/--steps 14000/--steps 10000} --speed 0.5"
+s18wide=${s18q/--channels 128/--channels 256}
+s18wide=${s18wide/--steps 10000/--steps 6000}
+rows+=(
+  [s18-wide]="$s18wide --lr 1e-4 --lr-end 1e-5"
+  [s18-snr]="${s18q/--snr -5 20/--snr -5 30} --lr 8e-5 --lr-end 8e-6"
+)
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
 fourteenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
@@ -132,7 +145,7 @@ for row in "$@"; do
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   [[ $row == s12-* ]] && budget=("${twelfth[@]}")
-  [[ $row == s14-* || $row == s15-* || $row == s16-* || $row == s17-* ]] && budget=("${fourteenth[@]}")
+  [[ $row == s14-* || $row == s15-* || $row == s16-* || $row == s17-* || $row == s18-* ]] && budget=("${fourteenth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done

@@ -3,7 +3,7 @@
 //! plugin inserted in Quality and in Low latency, the session saved, closed, opened again and
 //! exported (Ardour's `SimpleExport`, what the editor's export dialog runs, from the running
 //! session: the headless `ardour7-export` tool starts exporting before a restored Mode has
-//! taken effect, see the README).
+//! taken effect, see docs/hosts.md).
 //!
 //! Audio gets into the session the way Ardour's own files do: the script records each track
 //! from the Dummy backend, and the test writes the noisy speech (or impulses) over the
@@ -23,7 +23,7 @@ const RATE: u32 = 48_000;
 /// Seconds each track records (the take comes out a little shorter).
 const RECORD_SECONDS: f64 = 7.0;
 /// Where the impulses sit, in seconds: after the Quality latency, since Ardour's export
-/// starts the plugin at the session start without a pre-roll (see the README).
+/// starts the plugin at the session start without a pre-roll (see docs/hosts.md).
 const IMPULSES_AT: [f64; 2] = [2.5, 4.5];
 
 /// The Lua scripts' shared start: output unbuffered (a crash keeps what was printed), the

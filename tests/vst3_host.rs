@@ -16,7 +16,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr::null_mut;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -169,6 +170,20 @@ impl Loaded {
         offline: bool,
         changes: &(dyn Fn(usize, usize) -> Vec<(ParamID, i32, f64)> + Sync),
     ) -> Processed {
+        self.run_then(rate, blocks, input, offline, changes, &|| {})
+    }
+
+    /// [`Self::run_with_changes`], calling `before_deactivating` once the audio thread has
+    /// stopped and before the plugin is deactivated.
+    fn run_then(
+        &self,
+        rate: f64,
+        blocks: &[usize],
+        input: &[Vec<f32>],
+        offline: bool,
+        changes: &(dyn Fn(usize, usize) -> Vec<(ParamID, i32, f64)> + Sync),
+        before_deactivating: &dyn Fn(),
+    ) -> Processed {
         let max = *blocks.iter().max().unwrap();
         let mode = if offline {
             ProcessModes_::kOffline
@@ -274,6 +289,7 @@ impl Loaded {
                     .join()
                     .expect("the audio thread")
             });
+            before_deactivating();
             assert_eq!(self.component.setActive(0), kResultOk);
             (latency, audio_thread, switches)
         };
@@ -308,10 +324,52 @@ impl Loaded {
     }
 }
 
-/// The host's side of the edit controller: records the restarts the plugin asks for.
+/// The host's side of the edit controller: records the restarts the plugin asks for, and
+/// can hold them at its [`Gate`].
 #[derive(Default)]
 struct ComponentHandler {
     restarts: Mutex<Vec<(i32, ThreadId)>>,
+    gate: Gate,
+}
+
+/// While closed, holds every `restartComponent` call, as a host busy on its main thread
+/// holds a request it marshals there.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    changed: Condvar,
+    holding: AtomicBool,
+}
+
+impl Gate {
+    fn close(&self) {
+        *self.closed.lock().unwrap() = true;
+    }
+
+    fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            self.holding.store(true, Ordering::SeqCst);
+            closed = self.changed.wait(closed).unwrap();
+        }
+    }
+
+    /// Whether a call came to the closed gate within `patience`.
+    fn held_one_within(&self, patience: Duration) -> bool {
+        let until = Instant::now() + patience;
+        while !self.holding.load(Ordering::SeqCst) {
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
 }
 
 impl Class for ComponentHandler {
@@ -331,6 +389,7 @@ impl IComponentHandlerTrait for ComponentHandler {
     unsafe fn restartComponent(&self, flags: int32) -> tresult {
         let thread = std::thread::current().id();
         self.restarts.lock().unwrap().push((flags, thread));
+        self.gate.pass();
         kResultOk
     }
 }
@@ -567,6 +626,7 @@ fn assert_crossfaded(
 
 #[test]
 fn a_mode_change_switches_at_once_and_tells_the_host_the_new_latency() {
+    let _shared = TASK_THREAD.lock().unwrap_or_else(|e| e.into_inner());
     let Some(plugin) = load() else { return };
     let rate = 48_000.0;
     let input = impulse_and_noise(rate as usize * 5);
@@ -712,6 +772,91 @@ fn every_parameter_automated_at_random_offsets() {
             asked.iter().all(|t| *t != audio_thread),
             "restartComponent called from the audio thread"
         );
+    }
+}
+
+/// Held by the tests that hold up or time nice-plug's task thread, which every instance in
+/// the process shares.
+static TASK_THREAD: Mutex<()> = Mutex::new(());
+
+#[test]
+fn an_instance_removed_with_host_tasks_queued_leaves_the_others_working() {
+    // nice-plug runs the host-side tasks of every instance (an automated parameter's value for
+    // the editor, a latency restart) on one shared thread, which stops for good at a task whose
+    // instance is gone. So an instance deleted right after automation, while that thread is
+    // still busy (here: held up by a host slow in `restartComponent`), must not leave tasks
+    // behind, or the other instances' latency changes never reach the host and removing the
+    // last of them aborts it.
+    let _shared = TASK_THREAD.lock().unwrap_or_else(|e| e.into_inner());
+    let (Some(kept), Some(removed)) = (load(), load()) else {
+        return;
+    };
+    let removed_ids: Vec<ParamID> = removed.params.values().copied().collect();
+    let removed = RefCell::new(Some(removed));
+    let rate = 48_000.0;
+    let input = tone_and_noise(rate as usize / 4);
+    let block = 64;
+    let blocks = input[0].len().div_ceil(block);
+    let mode = kept.id("Mode");
+    kept.set(&[("Mode", 0.0)]);
+    kept.run(rate, &[block], &input, false);
+    kept.latency_restarts();
+    let gate_opened = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // The kept instance switches to Low latency in its last block; its restart request
+        // waits at the host's closed gate, on the shared thread, while the other instance
+        // is automated, deactivated and deleted. The gate opens a little after that
+        // instance's last block.
+        kept.run_then(
+            rate,
+            &[block],
+            &input,
+            false,
+            &|k, n| {
+                if k + 1 == blocks {
+                    kept.handler.gate.close();
+                    vec![(mode, n as i32 - 1, 1.0)]
+                } else {
+                    vec![]
+                }
+            },
+            &|| {
+                assert!(
+                    kept.handler.gate.held_one_within(Duration::from_secs(5)),
+                    "the Mode change's restart never reached the host"
+                );
+                let plugin = removed.borrow_mut().take().expect("the second instance");
+                plugin.run_with_changes(rate, &[block], &input, false, &|k, n| {
+                    if k + 1 == blocks && !gate_opened.swap(true, Ordering::SeqCst) {
+                        scope.spawn(|| {
+                            std::thread::sleep(Duration::from_millis(300));
+                            kept.handler.gate.open();
+                        });
+                    }
+                    removed_ids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &id)| (id, (i * 7 % n) as i32, ((k + i) % 5) as f64 / 4.0))
+                        .collect()
+                });
+                // Deleted as soon as it is deactivated, as a host deletes a plugin.
+                drop(plugin);
+            },
+        );
+    });
+    kept.latency_restarts();
+    // Back to Quality: its restart must reach the host.
+    kept.run_with_changes(rate, &[block], &input, false, &|k, n| {
+        if k == 1 {
+            vec![(mode, n as i32 - 1, 0.0)]
+        } else {
+            vec![]
+        }
+    });
+    if kept.latency_restarts().is_empty() {
+        // Releasing it now would abort the test process instead of failing this test.
+        std::mem::forget(kept);
+        panic!("the shared task thread stopped: a Mode change no longer reaches the host");
     }
 }
 

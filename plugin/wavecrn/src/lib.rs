@@ -11,6 +11,7 @@ pub mod mix;
 pub mod mode_switch;
 pub mod params;
 pub mod render_pace;
+pub mod task_drain;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
@@ -28,6 +29,7 @@ use crate::mix::{apply_floor, mix, Controls};
 use crate::mode_switch::ModeSwitch;
 use crate::params::WavecrnParams;
 use crate::render_pace::RenderPace;
+use crate::task_drain::{QueueMarker, TaskDrain, DRAIN_PATIENCE};
 
 /// How long the bypass crossfade takes.
 const BYPASS_FADE_SECONDS: f32 = 0.01;
@@ -61,6 +63,8 @@ pub struct Wavecrn {
     meters: Arc<Meters>,
     reading: Reading,
     repaint: RepaintNotifier,
+    /// Waits out this instance's queued host tasks when it deactivates (VST3).
+    drain: TaskDrain,
 }
 
 impl Default for Wavecrn {
@@ -86,6 +90,7 @@ impl Default for Wavecrn {
             meters: Arc::new(Meters::default()),
             reading: Reading::default(),
             repaint: RepaintNotifier::new(),
+            drain: TaskDrain::default(),
         }
     }
 }
@@ -161,13 +166,19 @@ impl Plugin for Wavecrn {
 
     type Editor = WavecrnEditor;
     type SysExMessage = ();
-    type BackgroundTask = ();
+    type BackgroundTask = QueueMarker;
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
     }
 
-    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+    fn task_executor(&mut self) -> TaskExecutor<Self> {
+        Box::new(QueueMarker::reached)
+    }
+
+    fn editor(&mut self, executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        // nice-plug calls this once, when the instance is made, in every format.
+        self.drain = TaskDrain::new(executor);
         Some(WavecrnEditor::new(EditorShared {
             params: self.params.clone(),
             meters: self.meters.clone(),
@@ -198,6 +209,9 @@ impl Plugin for Wavecrn {
         self.restart_requested = false;
         let standalone = context.plugin_api() == PluginApi::Standalone;
         let every_mode = context.plugin_api() != PluginApi::Clap;
+        if context.plugin_api() != PluginApi::Vst3 {
+            self.drain.disable();
+        }
         let mut streams = [None, None, None];
         let mut workers = Vec::new();
         for (i, preset) in Preset::ALL.into_iter().enumerate() {
@@ -274,6 +288,9 @@ impl Plugin for Wavecrn {
     }
 
     fn deactivate(&mut self) {
+        if !self.drain.wait(DRAIN_PATIENCE) {
+            nice_log!("WaveCRN: the host's task thread did not catch up before deactivation");
+        }
         if self.streams.iter().any(Option::is_some) {
             nice_log!(
                 "WaveCRN: the output fell back to the dry signal {} times",
