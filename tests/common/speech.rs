@@ -9,10 +9,10 @@ pub fn noisy_speech(rate: f64, seconds: f64) -> Option<(Vec<f32>, Vec<f32>)> {
     let speech = shared("data/speech/valid")?;
     let noise = shared("data/noise/valid")?;
     let first = |dir: &std::path::Path| {
-        let files = wavecrn_cli::pipeline::audio_files(dir).unwrap();
+        let files = wavecrn_audio::folder::audio_files(dir).unwrap();
         let mut x = Vec::new();
         for f in files {
-            x.extend(wavecrn_cli::pipeline::read_mono(&f, rate as u32).unwrap());
+            x.extend(wavecrn_audio::folder::read_mono(&f, rate as u32).unwrap());
             if x.len() as f64 >= rate * seconds {
                 break;
             }

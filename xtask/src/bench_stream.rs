@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use wavecrn_cli::pipeline::{audio_files, read_mono};
+use wavecrn_audio::folder::{audio_files, read_mono};
 use wavecrn_engine::offline::{ChunkedDenoiser, Chunking};
 use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::stream::{self, ModelStage, Preset, StreamModels, Window, WindowStage};

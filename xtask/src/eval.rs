@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use wavecrn_audio::pairs::load_pairs as load_recordings;
 use wavecrn_engine::{DeviceChoice, Model};
 use wavecrn_metrics::spectrum::{self, LongTermSpectrum};
 use wavecrn_metrics::validation::{self, Pair};
@@ -84,29 +85,21 @@ impl System {
 
 /// A whole file as 16 kHz mono.
 fn read_16k_mono(path: &Path) -> Result<Vec<f32>> {
-    wavecrn_cli::pipeline::read_mono(path, SAMPLE_RATE)
+    wavecrn_audio::folder::read_mono(path, SAMPLE_RATE)
 }
 
 fn load_pairs(args: &Args) -> Result<Vec<Pair>> {
     let mut pairs = match (&args.noisy, &args.clean) {
-        (Some(noisy), Some(clean)) => wavecrn_cli::pipeline::audio_files(clean)?
-            .iter()
-            .map(|c| {
-                let name = c.file_name().context("file name")?;
-                let n = noisy.join(name);
-                let clean = read_16k_mono(c)?;
-                let mut noisy = read_16k_mono(&n)
-                    .with_context(|| format!("no noisy file for {}", c.display()))?;
-                noisy.resize(clean.len(), 0.0);
-                Ok(Pair {
-                    name: name.to_string_lossy().into_owned(),
-                    clean,
-                    noisy,
-                })
+        (Some(noisy), Some(clean)) => load_recordings(noisy, clean, SAMPLE_RATE)?
+            .into_iter()
+            .map(|r| Pair {
+                name: r.name,
+                clean: r.clean,
+                noisy: r.noisy,
             })
-            .collect::<Result<Vec<_>>>()?,
+            .collect(),
         _ => {
-            let load = |dir: &Path| wavecrn_cli::pipeline::read_folder_mono(dir, SAMPLE_RATE);
+            let load = |dir: &Path| wavecrn_audio::folder::read_folder_mono(dir, SAMPLE_RATE);
             validation::mix(&load(&args.speech)?, &load(&args.noise)?, validation::SEED)
         }
     };
@@ -151,7 +144,10 @@ pub fn run(args: Args) -> Result<()> {
         "noisy"
     };
     let mut systems = vec![System::Input(input)];
-    let options = wavecrn_cli::pipeline::load_options(args.device)?;
+    let (options, note) = args.device.load_options()?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
     for path in args.model.iter().chain(&args.compare) {
         let model = Model::load_with(path, &options)?;
         systems.push(System::Model(
@@ -187,7 +183,7 @@ pub fn run(args: Args) -> Result<()> {
             .expect("valid template"),
     );
     let next = AtomicUsize::new(0);
-    let threads = args.jobs.unwrap_or_else(wavecrn_cli::pipeline::cores);
+    let threads = args.jobs.unwrap_or_else(crate::cores);
     let scoring = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {

@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => {
             // Denoises files as the CLI does, with the same heap set-up (not for the stream
             // benchmarks: the plugin lives with its host's heap as it is).
-            wavecrn_cli::heap::keep_freed_memory();
+            wavecrn_engine::heap::keep_freed_memory();
             eval::run(args)
         }
         Command::GpuCheck(args) => gpu_check::run(args),
@@ -88,6 +88,11 @@ fn main() -> anyhow::Result<()> {
 
 /// The repository root: where this binary was built, or, for a copy carried to another
 /// machine (`gpu-pack`), the current folder.
+/// The cores this process may use (1 where the system cannot say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 pub fn root() -> std::path::PathBuf {
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -56,7 +56,7 @@ mod tests {
     fn rnnoise_output_is_aligned_with_its_input() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/metrics/pesq_ref.wav");
-        let x = wavecrn_cli::pipeline::read_mono(&path, SAMPLE_RATE).unwrap();
+        let x = wavecrn_audio::folder::read_mono(&path, SAMPLE_RATE).unwrap();
         let y = rnnoise(&x).unwrap();
         assert_eq!(y.len(), x.len());
         let corr = |lag: i64| -> f64 {

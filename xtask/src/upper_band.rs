@@ -99,7 +99,7 @@ struct Rendered {
 
 pub fn run(a: Args) -> Result<()> {
     let models = crate::tree_stream_models()?;
-    let load = |dir: &std::path::Path| wavecrn_cli::pipeline::read_folder_mono(dir, 16_000);
+    let load = |dir: &std::path::Path| wavecrn_audio::folder::read_folder_mono(dir, 16_000);
     let mut pairs = validation::mix(&load(&a.speech)?, &load(&a.noise)?, validation::SEED);
     pairs.truncate(a.limit);
     let dir = crate::root().join("target/upper-band");

@@ -181,7 +181,7 @@ fn the_restoration_task_scores_the_sign_compressed_input() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // The input row is the clean speech's own sign, scored against it.
-    let speech = wavecrn_cli::pipeline::read_mono(&clean.join("a.wav"), 16_000).unwrap();
+    let speech = wavecrn_audio::folder::read_mono(&clean.join("a.wav"), 16_000).unwrap();
     let sign = wavecrn_metrics::validation::sign_compress(&speech);
     let expected = wavecrn_metrics::si_sdr(&speech, &sign).unwrap();
     let input = v["noisy"]["si_sdr"].as_f64().unwrap();

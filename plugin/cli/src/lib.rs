@@ -1,8 +1,4 @@
-//! The `wavecrn` command line tool's library half: audio files in (lossless and lossy) and out, and the
-//! file-to-file denoising pipeline, shared with `xtask` (evaluation reads files the same way).
+//! The `wavecrn` command line tool's library half: the file-to-file pipeline (read, denoise in
+//! chunks, write; audio files through `wavecrn_audio`) and the process heap set-up.
 
-pub mod audio;
-pub mod bwf;
-pub mod heap;
-pub mod lossy;
 pub mod pipeline;

@@ -1,6 +1,7 @@
 //! `wavecrn`: denoise speech recordings (and restore 2-bit speech) from the command line.
 
-use wavecrn_cli::{audio, pipeline};
+use wavecrn_audio::file as audio;
+use wavecrn_cli::pipeline;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,7 +110,7 @@ struct CompressArgs {
 }
 
 fn main() -> ExitCode {
-    wavecrn_cli::heap::keep_freed_memory();
+    wavecrn_engine::heap::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

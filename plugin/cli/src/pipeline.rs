@@ -12,83 +12,10 @@ use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::upper_band::UpperBand;
 use wavecrn_engine::{two_bit, DeviceChoice, LoadOptions, Model};
 
-use crate::audio::{conversion_note, output_spec, Container, Encoding, Reader, Spec, Writer};
-
-/// The WAV and FLAC files under `dir` (recursively), sorted by path. An unreadable folder or
-/// one without audio is an error naming it.
-pub fn audio_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d)
-            .with_context(|| format!("cannot read the folder {}", d.display()))?;
-        for entry in entries {
-            let p = entry?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("flac") || e.eq_ignore_ascii_case("wav"))
-            {
-                out.push(p);
-            }
-        }
-    }
-    if out.is_empty() {
-        anyhow::bail!("{} holds no WAV or FLAC files", dir.display());
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Every audio file under `dir` as mono at `rate` Hz, named by file stem. Silent files are
-/// skipped (with a message): they can be neither mixed nor scored.
-pub fn read_folder_mono(dir: &Path, rate: u32) -> Result<Vec<(String, Vec<f32>)>> {
-    let mut out = vec![];
-    for f in audio_files(dir)? {
-        let mono = read_mono(&f, rate)?;
-        if mono.iter().all(|v| *v == 0.0) {
-            eprintln!("skipping {}: silent", f.display());
-            continue;
-        }
-        out.push((
-            f.file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            mono,
-        ));
-    }
-    Ok(out)
-}
-
-/// Reads a whole file as one channel (the mean of its channels) at `rate` Hz.
-pub fn read_mono(path: &Path, rate: u32) -> Result<Vec<f32>> {
-    let (spec, channels) = read_all(path)?;
-    let n = channels[0].len();
-    let mono: Vec<f32> = (0..n)
-        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() / channels.len() as f32)
-        .collect();
-    if spec.sample_rate == rate {
-        return Ok(mono);
-    }
-    let mut r = StreamResampler::new(spec.sample_rate as f64, rate as f64, 1)?;
-    let mut out = vec![vec![]];
-    r.process(&[&mono], &mut out)?;
-    r.finish(&mut out)?;
-    Ok(out.pop().unwrap_or_default())
-}
-
-/// Reads a whole file as planar f32 at its own rate: (spec, channels).
-pub fn read_all(path: &Path) -> Result<(Spec, Vec<Vec<f32>>)> {
-    let (mut reader, spec) = Reader::open(path)?;
-    let mut out = vec![vec![]; spec.channels];
-    while reader.read(READ, &mut out)? > 0 {}
-    Ok((spec, out))
-}
-
-/// Frames read per step.
-const READ: usize = 1 << 16;
+use wavecrn_audio::bwf;
+use wavecrn_audio::file::{
+    conversion_note, output_spec, Container, Encoding, Reader, Spec, Writer, READ_FRAMES,
+};
 
 /// The cores this process may use (1 where the system cannot say).
 pub fn cores() -> usize {
@@ -120,14 +47,11 @@ pub fn denoise_file(model: &Model, input: &Path, output: &Path, progress: bool) 
 /// Load options for the device a user chose; when `auto` falls back to the CPU, says so
 /// (and why) in one line on stderr.
 pub fn load_options(choice: DeviceChoice) -> Result<LoadOptions> {
-    let (device, note) = choice.resolve()?;
+    let (options, note) = choice.load_options()?;
     if let Some(note) = note {
         eprintln!("{note}");
     }
-    Ok(LoadOptions {
-        device,
-        ..LoadOptions::default()
-    })
+    Ok(options)
 }
 
 /// Splits `jobs` into groups of at most `batch` files of similar duration (shortest first),
@@ -233,7 +157,7 @@ struct Lane {
     /// How the output's format differs from the input's, for the summary line.
     note: String,
     /// Broadcast WAV chunks of a WAV input, for a WAV output.
-    metadata: Vec<crate::bwf::Chunk>,
+    metadata: Vec<bwf::Chunk>,
 }
 
 impl Lane {
@@ -263,7 +187,7 @@ impl Lane {
             writer: Writer::create(&tmp, &written)?,
             note: conversion_note(&spec, &written),
             metadata: if (spec.container, written.container) == (Container::Wav, Container::Wav) {
-                crate::bwf::read_kept(input)
+                bwf::read_kept(input)
                     .with_context(|| format!("cannot read {}", input.display()))?
             } else {
                 vec![]
@@ -285,7 +209,7 @@ impl Lane {
     /// Reads and converts the next block; at the end of the file, flushes the converter.
     fn read(&mut self, raw: &mut [Vec<f32>]) -> Result<()> {
         clear(raw);
-        let n = self.reader.read(READ, raw)?;
+        let n = self.reader.read(READ_FRAMES, raw)?;
         let before = self.pending[0].len();
         if n == 0 {
             self.down.finish(&mut self.pending)?;
@@ -387,7 +311,7 @@ impl Lane {
     /// Finishes the file and moves it into place; returns its length in seconds.
     fn commit(self, output: &Path) -> Result<f64> {
         self.writer.finish()?;
-        crate::bwf::insert_before_data(&self.tmp, &self.metadata)?;
+        bwf::insert_before_data(&self.tmp, &self.metadata)?;
         commit_file(&self.tmp, output)?;
         Ok(self.frames_in as f64 / self.spec.sample_rate as f64)
     }
@@ -427,7 +351,7 @@ pub fn compress_2bit(input: &Path, output: &Path, rate: u32) -> Result<String> {
         let mut frames = 0u64;
         loop {
             clear(&mut raw);
-            let n = reader.read(READ, &mut raw)?;
+            let n = reader.read(READ_FRAMES, &mut raw)?;
             if n == 0 {
                 down.finish(&mut low)?;
             } else {

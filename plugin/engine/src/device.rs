@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::Result;
+use crate::model::LoadOptions;
 
 /// A device a model is loaded on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,6 +98,16 @@ impl DeviceChoice {
                 )),
             },
         }
+    }
+
+    /// [`Self::resolve`] as the options to load a model with, and the note, if any.
+    pub fn load_options(self) -> Result<(LoadOptions, Option<String>)> {
+        let (device, note) = self.resolve()?;
+        let options = LoadOptions {
+            device,
+            ..LoadOptions::default()
+        };
+        Ok((options, note))
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod heap;
 pub mod io;
 pub mod model;
 pub mod offline;

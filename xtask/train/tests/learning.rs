@@ -15,9 +15,9 @@ use wavecrn_train::model::Net;
 fn a_small_network_overfits_one_batch() {
     tch::set_num_threads(1);
     let clean =
-        wavecrn_cli::pipeline::read_mono(&fixture("metrics").join("pesq_ref.wav"), 16000).unwrap();
+        wavecrn_audio::folder::read_mono(&fixture("metrics").join("pesq_ref.wav"), 16000).unwrap();
     let noise =
-        wavecrn_cli::pipeline::read_mono(&fixture("metrics").join("pesq_deg_babble0db.wav"), 16000)
+        wavecrn_audio::folder::read_mono(&fixture("metrics").join("pesq_deg_babble0db.wav"), 16000)
             .unwrap();
     let crop = 84 * 48; // about 0.25 s, a whole number of hops
     let (mut x, mut y) = (vec![], vec![]);

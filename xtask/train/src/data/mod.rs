@@ -1,14 +1,14 @@
-//! Training data: audio loaded once (any format the CLI reads, resampled to 16 kHz, mixed to
+//! Training data: audio loaded once (any format `wavecrn_audio` reads, resampled to 16 kHz, mixed to
 //! mono), and examples drawn from it on a background thread. Two sources: clean speech mixed
 //! with noise on the fly, or fixed noisy/clean recordings matched by name (the VoiceBank+DEMAND
 //! layout). Two tasks: denoising, and the paper's restoration of speech from its sign.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
+pub use wavecrn_audio::pairs::{load_pairs, Recording};
 pub use wavecrn_metrics::validation::sign_compress;
 
 pub mod augment;
@@ -22,7 +22,7 @@ pub type Clips = Vec<(String, Vec<f32>)>;
 pub fn load_folders(dirs: &[PathBuf], rate: u32) -> Result<Clips> {
     let mut out = vec![];
     for dir in dirs {
-        out.extend(wavecrn_cli::pipeline::read_folder_mono(dir, rate)?);
+        out.extend(wavecrn_audio::folder::read_folder_mono(dir, rate)?);
     }
     if out.is_empty() {
         bail!("no usable (non-silent) audio in {dirs:?}");
@@ -38,13 +38,6 @@ pub enum Task {
     Denoise,
     /// The sign of clean speech (2-bit compression) in, the speech out.
     Restore,
-}
-
-/// A noisy recording and its clean original, the same length.
-pub struct Recording {
-    pub name: String,
-    pub noisy: Vec<f32>,
-    pub clean: Vec<f32>,
 }
 
 /// Where examples come from. Every signal in it is a seamless loop ([`pool`]), so a crop
@@ -111,55 +104,6 @@ impl Source {
             Source::Pairs(pairs) => &pairs[i].clean,
         }
     }
-}
-
-/// Loads `noisy_dir` and `clean_dir` and pairs their files by name.
-pub fn load_pairs(noisy_dir: &Path, clean_dir: &Path, rate: u32) -> Result<Vec<Recording>> {
-    let read = |dir: &Path| -> Result<BTreeMap<String, Vec<f32>>> {
-        Ok(wavecrn_cli::pipeline::read_folder_mono(dir, rate)?
-            .into_iter()
-            .collect())
-    };
-    let noisy = read(noisy_dir)?;
-    let mut clean = read(clean_dir)?;
-    let mut out = vec![];
-    for (name, noisy) in noisy {
-        let clean = clean.remove(&name).with_context(|| {
-            format!(
-                "{} has `{name}` but {} has no (non-silent) file of that name",
-                noisy_dir.display(),
-                clean_dir.display()
-            )
-        })?;
-        let n = noisy.len().min(clean.len());
-        if noisy.len().abs_diff(clean.len()) > rate as usize / 10 {
-            bail!(
-                "`{name}` is {} samples noisy but {} samples clean: not a pair",
-                noisy.len(),
-                clean.len()
-            );
-        }
-        out.push(Recording {
-            name,
-            noisy: noisy[..n].to_vec(),
-            clean: clean[..n].to_vec(),
-        });
-    }
-    if let Some(name) = clean.keys().next() {
-        bail!(
-            "{} has `{name}` but {} has no file of that name",
-            clean_dir.display(),
-            noisy_dir.display()
-        );
-    }
-    if out.is_empty() {
-        bail!(
-            "no pairs in {} and {}",
-            noisy_dir.display(),
-            clean_dir.display()
-        );
-    }
-    Ok(out)
 }
 
 /// How examples are drawn.

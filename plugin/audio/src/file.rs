@@ -11,6 +11,9 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::lossy::{Codec, LossyReader};
 
+/// Frames the tools ask a [`Reader`] for per step.
+pub const READ_FRAMES: usize = 1 << 16;
+
 /// File container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Container {

@@ -1,7 +1,7 @@
 //! Reading the lossy formats podcasts and interviews arrive in: MP3, AAC (M4A/MP4 or ADTS)
 //! and Ogg Vorbis through symphonia, Ogg Opus through ropus (a pure-Rust port of the
 //! reference decoder; symphonia has no Opus decoder of its own). Each gives planar f32 in
-//! pieces, as the lossless readers in [`crate::audio`] do, with the codecs' start and end
+//! pieces, as the lossless readers in [`crate::file`] do, with the codecs' start and end
 //! padding trimmed (encoder delay, Opus pre-skip), so the output lines up with the original
 //! recording.
 //!
@@ -559,7 +559,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::Codec;
-    use crate::audio::{Container, Reader};
+    use crate::file::{Container, Reader};
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -567,7 +567,7 @@ mod tests {
             .join(name)
     }
 
-    fn read_all(name: &str) -> (crate::audio::Spec, Vec<Vec<f32>>) {
+    fn read_all(name: &str) -> (crate::file::Spec, Vec<Vec<f32>>) {
         let (mut r, spec) = Reader::open(&fixture(name)).unwrap();
         let mut out = vec![vec![]; spec.channels];
         while r.read(4096, &mut out).unwrap() > 0 {}
