@@ -301,3 +301,16 @@ fn scalar(v: &toml::Value) -> Result<String> {
         other => bail!("a setting cannot be {other}"),
     })
 }
+
+/// Run settings as the command line would give them, for tests: a minimal `train` line plus
+/// `extra`.
+#[cfg(test)]
+pub(crate) fn test_args(extra: &[&str]) -> RunArgs {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let base = ["train", "--speech", "s", "--noise", "n", "--run-dir", "r"];
+    <Cli as clap::Parser>::parse_from(base.iter().chain(extra)).run
+}

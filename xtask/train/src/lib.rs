@@ -9,6 +9,8 @@
 
 pub mod adam;
 pub mod args;
+pub mod bench;
+pub mod checkpoint;
 pub mod cuda;
 pub mod data;
 pub mod init;
@@ -17,4 +19,6 @@ pub mod model;
 pub mod plot;
 pub mod recurrence;
 pub mod run;
+pub mod schedule;
 pub mod trace;
+pub mod validation;

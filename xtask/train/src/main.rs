@@ -70,7 +70,7 @@ fn main() {
         Cli::Train(args) => wavecrn_train::run::train(*args),
         Cli::Plot { run_dir } => wavecrn_train::plot::render(&run_dir),
         Cli::Trace(args) => wavecrn_train::trace::trace(args),
-        Cli::Bench { steps } => wavecrn_train::run::bench(steps),
+        Cli::Bench { steps } => wavecrn_train::bench::bench(steps),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -4,170 +4,21 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use wavecrn_engine::io::write_atomically;
-use wavecrn_engine::sru::Kernel;
 use wavecrn_engine::{ModelConfig, TensorFile, Weights};
 use wavecrn_metrics::validation::Pair;
 
 use crate::adam::Adam;
 use crate::args::{DeviceChoice, RunArgs};
+use crate::checkpoint::{data_seed, last_logged_cpu, read_weights, save, weights_only};
 use crate::data::{self, Mixing, Source, Task};
 use crate::model::Net;
-
-/// Writes `named` tensors (plus the network's metadata) as safetensors, atomically.
-pub(crate) fn save(
-    path: &Path,
-    cfg: &ModelConfig,
-    named: &[(String, Tensor)],
-    extra: &[(&str, String)],
-) -> Result<()> {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = named
-        .iter()
-        .map(|(n, t)| {
-            let t = t.detach().to_kind(Kind::Float).contiguous();
-            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            let v = Vec::<f32>::try_from(&t.view([-1])).expect("float tensor");
-            (
-                n.clone(),
-                shape,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .expect("valid view"),
-            )
-        })
-        .collect();
-    let mut meta: std::collections::HashMap<String, String> = [
-        ("bidirectional", (cfg.directions == 2).to_string()),
-        ("sample_rate", cfg.sample_rate.to_string()),
-        ("config", cfg.to_json()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    meta.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let bytes = safetensors::serialize(views, Some(meta))?;
-    write_atomically(path, &bytes)
-        .with_context(|| format!("cannot write {} (is the disk full?)", path.display()))
-}
-
-fn weights_only(net: &Net) -> Vec<(String, Tensor)> {
-    net.params()
-        .iter()
-        .map(|(k, t)| (k.clone(), t.shallow_clone()))
-        .collect()
-}
-
-/// The rate for the update after `step` steps: linear warm-up, then a half cosine from
-/// `--lr` down to `--lr-end` at `--steps`. A function of the step alone, so a resumed run
-/// follows the same curve.
-fn learning_rate(a: &RunArgs, step: u64) -> f64 {
-    if step < a.warmup {
-        return a.lr * (step + 1) as f64 / a.warmup as f64;
-    }
-    let span = a.steps.saturating_sub(a.warmup).max(1) as f64;
-    let progress = ((step - a.warmup) as f64 / span).min(1.0);
-    a.lr_end + 0.5 * (a.lr - a.lr_end) * (1.0 + (std::f64::consts::PI * progress).cos())
-}
-
-/// How much of the noise the target still keeps at `step` (see `--identity-steps`): 1 at
-/// the first step, falling linearly to 0.
-fn identity_share(a: &RunArgs, step: u64) -> f64 {
-    match a.task {
-        Task::Denoise if step < a.identity_steps => 1.0 - step as f64 / a.identity_steps as f64,
-        _ => 0.0,
-    }
-}
-
-fn pad_to(x: &[f32], stride: usize) -> Vec<f32> {
-    let mut v = x.to_vec();
-    v.resize(x.len().div_ceil(stride) * stride, 0.0);
-    v
-}
-
-/// Validation means: over all pairs, and over the ambient ones alone
-/// ([`validation::is_ambient`](wavecrn_metrics::validation::is_ambient)).
-#[derive(Clone, Copy, Debug, Default)]
-struct Validation {
-    si_sdr: f64,
-    ssnr: f64,
-    pesq: f64,
-    ambient_si_sdr: f64,
-    ambient_pesq: f64,
-}
-
-/// The network's validation scores.
-fn validate(net: &Net, pairs: &[Pair]) -> Result<Validation> {
-    scores(pairs, |noisy| {
-        let x = pad_to(noisy, net.config.stride);
-        let y = net.forward(
-            &Tensor::from_slice(&x)
-                .view([1, 1, -1])
-                .to_device(net.vs.device()),
-        );
-        Vec::<f32>::try_from(&y.view([-1])).expect("float output")
-    })
-}
-
-/// The validation scores of `output(noisy input)`.
-fn scores(pairs: &[Pair], mut output: impl FnMut(&[f32]) -> Vec<f32>) -> Result<Validation> {
-    let (mut all, mut ambient, mut ambient_count) =
-        (Validation::default(), Validation::default(), 0);
-    for p in pairs {
-        let y = output(&p.noisy);
-        let y = &y[..p.clean.len()];
-        let sdr = wavecrn_metrics::si_sdr(&p.clean, y)?;
-        let pesq = wavecrn_metrics::pesq_wb(&p.clean, y).unwrap_or(f64::NAN);
-        all.si_sdr += sdr;
-        all.ssnr += wavecrn_metrics::segmental_snr(&p.clean, y)?;
-        all.pesq += pesq;
-        if wavecrn_metrics::validation::is_ambient(&p.name) {
-            ambient.si_sdr += sdr;
-            ambient.pesq += pesq;
-            ambient_count += 1;
-        }
-    }
-    let n = pairs.len().max(1) as f64;
-    let m = ambient_count.max(1) as f64;
-    Ok(Validation {
-        si_sdr: all.si_sdr / n,
-        ssnr: all.ssnr / n,
-        pesq: all.pesq / n,
-        ambient_si_sdr: ambient.si_sdr / m,
-        ambient_pesq: ambient.pesq / m,
-    })
-}
-
-impl std::fmt::Display for Validation {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(
-            f,
-            "SI-SDR {:.2} dB, SSNR {:.2} dB, PESQ {:.3}; ambient PESQ {:.3}, SI-SDR {:.2} dB",
-            self.si_sdr, self.ssnr, self.pesq, self.ambient_pesq, self.ambient_si_sdr
-        )
-    }
-}
-
-/// Weights from a safetensors file (a checkpoint) or from an exported ONNX model.
-fn read_weights(path: &Path) -> Result<Weights> {
-    if path.extension().is_some_and(|e| e == "onnx") {
-        let bytes = std::fs::read(path)?;
-        return Ok(wavecrn_engine::onnx_import::weights_from_onnx(&bytes)?);
-    }
-    Ok(Weights::read(path)?)
-}
+use crate::schedule::{identity_share, learning_rate};
+use crate::validation::{scores, validate};
 
 /// CPU time this process has used so far, all threads, in seconds.
 pub fn cpu_seconds() -> f64 {
@@ -213,38 +64,6 @@ fn load_source(a: &RunArgs, rate: u32) -> Result<Source> {
         Task::Restore => vec![],
     };
     Ok(Source::mixtures(speech, noise))
-}
-
-/// The seed of a run's examples: the checkpoint's when resuming (a run's data never changes
-/// under it; checkpoints from before the data seed drew with `--seed`), else the one given,
-/// else a fresh one.
-fn data_seed(a: &RunArgs, checkpoint: Option<&TensorFile>) -> Result<u64> {
-    let Some(file) = checkpoint else {
-        return Ok(a.data_seed.unwrap_or_else(fresh_seed));
-    };
-    let recorded = match file.metadata.get("data_seed") {
-        Some(s) => s
-            .parse()
-            .context("the checkpoint's data_seed is not a number")?,
-        None => a.seed,
-    };
-    if a.data_seed.is_some_and(|given| given != recorded) {
-        bail!(
-            "--data-seed differs from the run's ({recorded}): a resumed run goes on with its own \
-             data; leave the option out, or start another --run-dir"
-        );
-    }
-    Ok(recorded)
-}
-
-/// A seed no earlier run is likely to have had: the clock's nanoseconds and the process id,
-/// mixed.
-fn fresh_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut rng = data::Rng(nanos ^ (u64::from(std::process::id()) << 32));
-    rng.next_u64() >> 1
 }
 
 pub fn train(mut a: RunArgs) -> Result<()> {
@@ -512,179 +331,11 @@ fn run_loop(
     Ok(())
 }
 
-/// The run's CPU seconds at its last logged step (0 for a new run).
-fn last_logged_cpu(log: &Path) -> f64 {
-    std::fs::read_to_string(log)
-        .ok()
-        .and_then(|text| {
-            text.lines().rev().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                v.get("cpu_s")?.as_f64()
-            })
-        })
-        .unwrap_or(0.0)
-}
-
-/// Trains the paper configuration on random audio (batch 8 x 1 s) and prints the
-/// throughput and the share of time in the recurrence kernels. Data loading is left out:
-/// it runs on its own thread during training.
-pub fn bench(steps: u64) -> Result<()> {
-    use std::sync::atomic::Ordering;
-    let cfg = ModelConfig::default();
-    let net = Net::zeros(cfg.clone(), Device::Cpu);
-    crate::init::initialise(&net, 1);
-    let mut adam = Adam::new(1e-3);
-    let (batch, crop) = (8usize, cfg.sample_rate as usize / cfg.stride * cfg.stride);
-    let mut rng = data::Rng(5);
-    let mut noise = |n: usize| {
-        (0..n)
-            .map(|_| rng.uniform(-0.3, 0.3) as f32)
-            .collect::<Vec<f32>>()
-    };
-    let x = Tensor::from_slice(&noise(batch * crop)).view([batch as i64, 1, crop as i64]);
-    let y = Tensor::from_slice(&noise(batch * crop)).view([batch as i64, 1, crop as i64]);
-    let _ = net.loss_and_backward(&x, &y);
-    adam.step(net.params()); // warm-up
-    crate::recurrence::NANOS.store(0, Ordering::Relaxed);
-    let started = Instant::now();
-    for _ in 0..steps {
-        let _ = net.loss_and_backward(&x, &y);
-        adam.step(net.params());
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let recurrence = crate::recurrence::NANOS.load(Ordering::Relaxed) as f64 * 1e-9;
-    let audio = steps as f64 * batch as f64 * crop as f64 / cfg.sample_rate as f64;
-    let threads = tch::get_num_threads().max(1) as usize;
-    println!("paper configuration ({} parameters), batch {batch} x {:.2} s, {steps} steps, {threads} LibTorch threads", cfg.parameter_count(), crop as f64 / cfg.sample_rate as f64);
-    println!(
-        "{:.2} s per step; recurrence forward+backward {:.0} % of the time",
-        secs / steps as f64,
-        100.0 * recurrence / secs
-    );
-    let steps_per_layer = crop / cfg.stride;
-    let (scalar, fast) = (
-        time_recurrence(Kernel::Scalar, 1, steps_per_layer, batch, cfg.hidden()),
-        time_recurrence(
-            Kernel::best(),
-            threads,
-            steps_per_layer,
-            batch,
-            cfg.hidden(),
-        ),
-    );
-    println!(
-        "recurrence per layer (forward+backward): {:.1} ms one lane on one thread, {:.1} ms {:?} on {threads} threads ({:.1}x)",
-        scalar * 1e3,
-        fast * 1e3,
-        Kernel::best(),
-        scalar / fast
-    );
-    println!("train-throughput: {:.2} audio-s/s", audio / secs);
-    Ok(())
-}
-
-/// Seconds for one bidirectional layer's recurrence forward and backward on random values.
-fn time_recurrence(
-    kernel: Kernel,
-    threads: usize,
-    steps: usize,
-    batch: usize,
-    hidden: usize,
-) -> f64 {
-    use crate::recurrence::{backward_with, forward_with, Params, Shape};
-    let s = Shape {
-        steps,
-        batch,
-        hidden,
-        directions: 2,
-        k: 3,
-    };
-    let mut rng = data::Rng(9);
-    let mut values = |n: usize| {
-        (0..n)
-            .map(|_| rng.uniform(-1.0, 1.0) as f32)
-            .collect::<Vec<_>>()
-    };
-    let (u, skip, dh) = (values(s.u_len()), values(s.h_len()), values(s.h_len()));
-    let (weight_c, bias) = (values(4 * hidden), values(4 * hidden));
-    let p = Params {
-        weight_c: &weight_c,
-        bias: &bias,
-    };
-    let (mut h, mut c) = (vec![0.0; s.h_len()], vec![0.0; s.h_len()]);
-    let repeats = 5;
-    let started = Instant::now();
-    for _ in 0..repeats {
-        forward_with(kernel, threads, s, p, &u, Some(&skip), &mut h, &mut c);
-        std::hint::black_box(backward_with(
-            kernel,
-            threads,
-            s,
-            p,
-            &u,
-            Some(&skip),
-            &c,
-            &dh,
-        ));
-    }
-    started.elapsed().as_secs_f64() / repeats as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run_args(extra: &[&str]) -> RunArgs {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            run: RunArgs,
-        }
-        let base = ["train", "--speech", "s", "--noise", "n", "--run-dir", "r"];
-        <Cli as clap::Parser>::parse_from(base.iter().chain(extra)).run
-    }
-
-    /// The target starts as the noisy input and reaches the clean speech after
-    /// `--identity-steps`; without the option, and for restoration, it is clean throughout.
-    #[test]
-    fn the_identity_curriculum_fades_linearly() {
-        let a = run_args(&["--identity-steps", "100"]);
-        for (step, share) in [(0, 1.0), (50, 0.5), (99, 0.01), (100, 0.0), (5000, 0.0)] {
-            assert!(
-                (identity_share(&a, step) - share).abs() < 1e-12,
-                "step {step}"
-            );
-        }
-        assert_eq!(identity_share(&run_args(&[]), 0), 0.0);
-        let restore = run_args(&["--identity-steps", "100", "--task", "restore"]);
-        assert_eq!(identity_share(&restore, 0), 0.0);
-    }
-
-    /// The schedule at its corners: the warm-up's first and last steps, the peak, the cosine's
-    /// middle, its end, past the end, and a run without warm-up or with a constant rate.
-    #[test]
-    fn the_learning_rate_schedule_holds_at_its_corners() {
-        let a = run_args(&[
-            "--lr", "1e-3", "--lr-end", "1e-5", "--warmup", "100", "--steps", "1100",
-        ]);
-        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 + 1e-9 * y.abs();
-        assert!(close(learning_rate(&a, 0), 1e-5));
-        assert!(close(learning_rate(&a, 49), 5e-4));
-        assert!(close(learning_rate(&a, 99), 1e-3));
-        assert!(close(learning_rate(&a, 100), 1e-3));
-        assert!(close(learning_rate(&a, 600), 0.5 * (1e-3 + 1e-5)));
-        assert!(close(learning_rate(&a, 1100), 1e-5));
-        assert!(close(learning_rate(&a, 5000), 1e-5));
-        for step in 100..1100 {
-            assert!(learning_rate(&a, step + 1) <= learning_rate(&a, step));
-        }
-        let cold = run_args(&["--warmup", "0", "--steps", "10", "--lr", "2e-3"]);
-        assert!(close(learning_rate(&cold, 0), 2e-3));
-        let flat = run_args(&["--lr", "3e-3", "--lr-end", "3e-3", "--warmup", "0"]);
-        assert!((0..20_000)
-            .step_by(997)
-            .all(|s| close(learning_rate(&flat, s), 3e-3)));
-    }
+    use crate::args::test_args as run_args;
 
     /// SNRs below 0 dB are values, not options.
     #[test]

@@ -82,7 +82,7 @@ pub fn trace(a: TraceArgs) -> Result<()> {
         .iter()
         .map(|(k, t)| (k.clone(), t.shallow_clone()))
         .collect();
-    crate::run::save(&a.out.join("init.safetensors"), &cfg, &weights, &meta)?;
+    crate::checkpoint::save(&a.out.join("init.safetensors"), &cfg, &weights, &meta)?;
     let mut adam = Adam::new(a.lr);
     let (mut xs, mut ys, mut losses) = (vec![], vec![], vec![]);
     let shape = [a.batch as i64, 1, crop as i64];
@@ -100,7 +100,7 @@ pub fn trace(a: TraceArgs) -> Result<()> {
         ("noisy".to_string(), Tensor::stack(&xs, 0)),
         ("clean".to_string(), Tensor::stack(&ys, 0)),
     ];
-    crate::run::save(&a.out.join("batches.safetensors"), &cfg, &batches, &meta)?;
+    crate::checkpoint::save(&a.out.join("batches.safetensors"), &cfg, &batches, &meta)?;
     let text = serde_json::to_string_pretty(&serde_json::json!({
         "steps": a.steps, "lr": a.lr, "channels": a.channels, "layers": a.layers,
         "batch": a.batch, "samples": crop, "loss": losses,
