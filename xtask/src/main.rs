@@ -1,21 +1,13 @@
 //! Project tasks: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
-mod bench;
-mod bench_process;
-mod bench_stream;
-mod bundle;
-mod eval;
-mod export;
-mod gpu_check;
-mod gpu_pack;
+mod chores;
 mod heap;
-mod libtorch;
-mod peers;
-mod test;
-mod train;
-mod upper_band;
+mod tools;
 
 use clap::{Parser, Subcommand};
+
+use chores::{bundle, gpu_check, gpu_pack, libtorch, test};
+use tools::{bench, bench_stream, eval, export, train, upper_band};
 
 #[global_allocator]
 static HEAP: heap::Counting = heap::Counting;
@@ -29,21 +21,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    // Tools: making and judging models.
     /// Write the ONNX graph for a set of weights (training checkpoint or reference file).
     Export(export::Args),
+    /// Score models (or enhanced files) with PESQ, CSIG, CBAK, COVL, SSNR, STOI and more.
+    Eval(eval::Args),
+    /// Train a model (LibTorch): `cargo xtask train -- --speech DIR --noise DIR --run-dir runs/NAME`.
+    Train(train::Args),
+    /// Training speed: audio-seconds trained per second, paper configuration, batch 8 x 1 s.
+    BenchTrain(train::Args),
     /// Print speed figures: real-time factor of the engine and of the recurrence kernels.
     Bench(bench::Args),
     /// Real-time path figures per mode: latency, worker real-time factor, audio-thread time
     /// per block, and streamed-vs-whole-file SNR on real speech.
     BenchStream(bench_stream::Args),
-    /// Score models (or enhanced files) with PESQ, CSIG, CBAK, COVL, SSNR, STOI and more.
-    Eval(eval::Args),
-    /// Unpack a slim CPU LibTorch into .libtorch (from the PyPI torch wheel) for training.
-    Libtorch(libtorch::Args),
-    /// Train a model (LibTorch): `cargo xtask train -- --speech DIR --noise DIR --run-dir runs/NAME`.
-    Train(train::Args),
-    /// Training speed: audio-seconds trained per second, paper configuration, batch 8 x 1 s.
-    BenchTrain(train::Args),
+    /// The band above 8 kHz at 48 kHz on the validation set: per-band levels of the input, the
+    /// clean speech, the command line's output and the Quality stream's, in speech and pauses.
+    UpperBand(upper_band::Args),
+
+    // Chores: building, packing and testing the project.
     /// Build installable plugin bundles (CLAP and VST3) into target/bundled/:
     /// `cargo xtask bundle wavecrn --release`; with `--features standalone`, the standalone
     /// app beside them.
@@ -51,17 +47,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
+    Test(test::Args),
+    /// Unpack a slim CPU LibTorch into .libtorch (from the PyPI torch wheel) for training.
+    Libtorch(libtorch::Args),
     /// On an NVIDIA GPU: check the CUDA path against the reference outputs and measure its
     /// real-time factor on a batch of 64 ten-second files.
     GpuCheck(gpu_check::Args),
     /// Pack what `gpu-check` needs on a lent GPU machine into gpu-pack/ (the binary, the paper
     /// reference case, the sru wheels, run.sh), within the device tool's 64 MiB.
     GpuPack(gpu_pack::Args),
-    /// The band above 8 kHz at 48 kHz on the validation set: per-band levels of the input, the
-    /// clean speech, the command line's output and the Quality stream's, in speech and pauses.
-    UpperBand(upper_band::Args),
-    /// Set up what the tests need (a Python venv with onnx and onnxruntime) and run them all.
-    Test(test::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,13 +81,13 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The repository root: where this binary was built, or, for a copy carried to another
-/// machine (`gpu-pack`), the current folder.
 /// The cores this process may use (1 where the system cannot say).
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The repository root: where this binary was built, or, for a copy carried to another
+/// machine (`gpu-pack`), the current folder.
 pub fn root() -> std::path::PathBuf {
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -23,7 +23,7 @@ pub fn bench(args: Args) -> Result<()> {
 
 fn trainer(command: &[&str], args: &[String]) -> Result<()> {
     let root = crate::root();
-    crate::libtorch::ensure(&root, false)?;
+    crate::chores::libtorch::ensure(&root, false)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let st = Command::new(cargo)
         .current_dir(&root)

@@ -211,13 +211,13 @@ pub fn run(args: Args) -> Result<()> {
         .context("xtask has a parent")?
         .to_path_buf();
     let python = python_venv(&root)?;
-    crate::libtorch::ensure(&root, false)?;
+    crate::chores::libtorch::ensure(&root, false)?;
     system_packages()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // One build gives the CLAP and VST3 bundles and the standalone app, in the `checked`
     // profile: release code that aborts on any allocation inside process(), so the host tests
     // prove the audio thread never allocates.
-    crate::bundle::run(
+    crate::chores::bundle::run(
         [
             "wavecrn",
             "--profile",

@@ -127,7 +127,7 @@ fn score(system: &System, pair: &Pair) -> Result<Scored> {
             x.resize(pair.clean.len(), 0.0);
             x
         }
-        System::Rnnoise => crate::peers::rnnoise(&pair.noisy)?,
+        System::Rnnoise => crate::tools::peers::rnnoise(&pair.noisy)?,
     };
     let mut spectrum = LongTermSpectrum::new(SAMPLE_RATE);
     spectrum.add(&test);

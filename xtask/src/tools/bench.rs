@@ -194,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.process_seconds > 0.0 {
         let audio = noise((args.process_seconds * 16_000.0) as usize, 11, 0.3);
-        crate::bench_process::run(&onnx, &audio, args.process_seconds, args.python.as_deref())?;
+        crate::tools::bench_process::run(&onnx, &audio, args.process_seconds, args.python.as_deref())?;
     }
     Ok(())
 }

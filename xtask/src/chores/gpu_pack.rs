@@ -14,7 +14,7 @@ use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::test::status;
+use crate::chores::test::status;
 
 #[derive(clap::Args)]
 pub struct Args {
