@@ -1,7 +1,7 @@
 //! Long signals run in bounded memory and come out (almost) as if run whole.
 
+use wavecrn_engine::model_file::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::offline::{ChunkedDenoiser, Chunking};
-use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::{LoadOptions, Model, Weights};
 use wavecrn_tests::fixture;
 

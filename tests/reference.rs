@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::model_file::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::sru::Kernel;
 use wavecrn_engine::{LoadOptions, Model, RecurrencePath, TensorFile, Weights};
 use wavecrn_tests::{fixture, reference_cases, repo_root, shared};
@@ -170,7 +170,7 @@ fn gpu_output_matches_reference() {
 fn float16_weights_run_the_same_graph() {
     let weights = Weights::read(fixture("reference/small_bidir.safetensors")).unwrap();
     let f32_bytes = to_onnx_bytes(&weights, &ModelInfo::default());
-    let f16_bytes = wavecrn_engine::onnx_export::store_weights_as_f16(&f32_bytes).unwrap();
+    let f16_bytes = wavecrn_engine::model_file::store_weights_as_f16(&f32_bytes).unwrap();
     assert!(
         f16_bytes.len() * 10 < f32_bytes.len() * 6,
         "about half the size"

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::model_file::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::stream::{
     self, AudioSide, CausalStage, ModelStage, Preset, StreamModels, Window, WindowStage,
@@ -450,7 +450,7 @@ fn causal_stage_matches_the_shipped_causal_model() {
 
 #[test]
 fn the_causal_stage_reads_float16_weights() {
-    let bytes = wavecrn_engine::onnx_export::store_weights_as_f16(&onnx("small_causal")).unwrap();
+    let bytes = wavecrn_engine::model_file::store_weights_as_f16(&onnx("small_causal")).unwrap();
     let model = Model::from_bytes(&bytes, &LoadOptions::default()).unwrap();
     let x = vec![signal(16_000, 16_000.0, 9)];
     let whole = model.denoise(&x[0], 1).unwrap();

@@ -80,4 +80,3 @@ pub fn read_all(path: &Path) -> Result<(Spec, Vec<Vec<f32>>)> {
     while reader.read(READ_FRAMES, &mut out)? > 0 {}
     Ok((spec, out))
 }
-

@@ -19,9 +19,7 @@ pub struct Recording {
 /// Loads `noisy_dir` and `clean_dir` and pairs their files by name.
 pub fn load_pairs(noisy_dir: &Path, clean_dir: &Path, rate: u32) -> Result<Vec<Recording>> {
     let read = |dir: &Path| -> Result<BTreeMap<String, Vec<f32>>> {
-        Ok(read_folder_mono(dir, rate)?
-            .into_iter()
-            .collect())
+        Ok(read_folder_mono(dir, rate)?.into_iter().collect())
     };
     let noisy = read(noisy_dir)?;
     let mut clean = read(clean_dir)?;

@@ -145,7 +145,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn list_models() {
     for m in wavecrn_engine::shipped::MODELS {
-        let parameters = wavecrn_engine::onnx_import::weights_from_onnx(m.bytes)
+        let parameters = wavecrn_engine::model_file::weights_from_onnx(m.bytes)
             .map(|w| w.config.parameter_count().to_string())
             .unwrap_or_else(|e| format!("unreadable ({e})"));
         println!(
@@ -313,7 +313,7 @@ fn run_model(
 fn compress(files: &Files) -> Result<()> {
     let jobs = plan_outputs(files, "2bit")?;
     let restore = wavecrn_engine::shipped::by_name("restore").expect("the restore model ships");
-    let rate = wavecrn_engine::onnx_import::weights_from_onnx(restore.bytes)?
+    let rate = wavecrn_engine::model_file::weights_from_onnx(restore.bytes)?
         .config
         .sample_rate;
     let mut failed = 0;

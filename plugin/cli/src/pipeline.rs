@@ -187,8 +187,7 @@ impl Lane {
             writer: Writer::create(&tmp, &written)?,
             note: conversion_note(&spec, &written),
             metadata: if (spec.container, written.container) == (Container::Wav, Container::Wav) {
-                bwf::read_kept(input)
-                    .with_context(|| format!("cannot read {}", input.display()))?
+                bwf::read_kept(input).with_context(|| format!("cannot read {}", input.display()))?
             } else {
                 vec![]
             },

@@ -10,9 +10,8 @@ pub mod error;
 pub mod heap;
 pub mod io;
 pub mod model;
+pub mod model_file;
 pub mod offline;
-pub mod onnx_export;
-pub mod onnx_import;
 pub mod reduction;
 pub mod resample;
 

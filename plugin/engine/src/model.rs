@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use prost::Message;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, TractErrorContext};
 use tract_onnx::tract_core::runtime::Runnable;
@@ -12,7 +11,7 @@ use tract_onnx::tract_core::runtime::Runnable;
 use crate::config::ModelConfig;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::onnx_export::{INPUT, META_CONFIG, META_NAME, META_VERSION, OUTPUT};
+use crate::model_file::{self, INPUT, META_NAME, META_VERSION, OUTPUT};
 use crate::sru::{op::fuse_recurrences, Kernel};
 
 /// How the SRU recurrence runs.
@@ -71,15 +70,13 @@ impl Model {
     /// Loads an ONNX model from memory.
     pub fn from_bytes(bytes: &[u8], options: &LoadOptions) -> Result<Self> {
         let bad = |why: String| Error::Model(why);
-        let proto = tract_onnx::pb::ModelProto::decode(bytes)
-            .map_err(|e| bad(format!("not an ONNX file ({e})")))?;
-        let meta = |key| crate::onnx_import::metadata(&proto, key);
-        let config = meta(META_CONFIG).ok_or_else(|| {
-            bad(format!(
-                "no {META_CONFIG} metadata: not written by wavecrn's exporter"
-            ))
+        let proto = model_file::decode(bytes)?;
+        let meta = |key| model_file::metadata(&proto, key);
+        // A configuration the metadata holds but the engine refuses is the file's fault here.
+        let config = model_file::read_config(&proto).map_err(|e| match e {
+            Error::Config(_) => bad(e.to_string()),
+            other => other,
         })?;
-        let config = ModelConfig::from_json(&config).map_err(|e| bad(e.to_string()))?;
         let graph = proto
             .graph
             .as_ref()

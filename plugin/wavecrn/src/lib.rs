@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use nice_plug::prelude::*;
 use nice_plug_egui::RepaintNotifier;
-use wavecrn_engine::onnx_import::model_info;
+use wavecrn_engine::model_file::model_info;
 use wavecrn_engine::shipped;
 use wavecrn_engine::stream::{self, step_toward, AudioSide, Preset, StreamModels, WorkerThread};
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::model_file::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::{Device, DeviceChoice, LoadOptions, Model, TensorFile, Weights};
 
 #[derive(clap::Args)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::model_file::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::sru::kernel::{Layout, Seq};
 use wavecrn_engine::sru::{Kernel, Recurrence};
 use wavecrn_engine::{LoadOptions, Model, ModelConfig, RecurrencePath, Tensor, Weights};
@@ -194,7 +194,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.process_seconds > 0.0 {
         let audio = noise((args.process_seconds * 16_000.0) as usize, 11, 0.3);
-        crate::tools::bench_process::run(&onnx, &audio, args.process_seconds, args.python.as_deref())?;
+        crate::tools::bench_process::run(
+            &onnx,
+            &audio,
+            args.process_seconds,
+            args.python.as_deref(),
+        )?;
     }
     Ok(())
 }

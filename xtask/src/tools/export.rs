@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use wavecrn_engine::onnx_export::{store_weights_as_f16, to_onnx_bytes, ModelInfo};
+use wavecrn_engine::model_file::{store_weights_as_f16, to_onnx_bytes, ModelInfo};
 use wavecrn_engine::Weights;
 
 #[derive(clap::Args)]

@@ -68,7 +68,7 @@ pub(crate) fn weights_only(net: &Net) -> Vec<(String, Tensor)> {
 pub(crate) fn read_weights(path: &Path) -> Result<Weights> {
     if path.extension().is_some_and(|e| e == "onnx") {
         let bytes = std::fs::read(path)?;
-        return Ok(wavecrn_engine::onnx_import::weights_from_onnx(&bytes)?);
+        return Ok(wavecrn_engine::model_file::weights_from_onnx(&bytes)?);
     }
     Ok(Weights::read(path)?)
 }

@@ -30,7 +30,7 @@ mod tests {
     use super::*;
     use crate::args::test_args as run_args;
 
-/// The target starts as the noisy input and reaches the clean speech after
+    /// The target starts as the noisy input and reaches the clean speech after
     /// `--identity-steps`; without the option, and for restoration, it is clean throughout.
     #[test]
     fn the_identity_curriculum_fades_linearly() {

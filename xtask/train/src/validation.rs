@@ -38,7 +38,10 @@ pub(crate) fn validate(net: &Net, pairs: &[Pair]) -> Result<Validation> {
 }
 
 /// The validation scores of `output(noisy input)`.
-pub(crate) fn scores(pairs: &[Pair], mut output: impl FnMut(&[f32]) -> Vec<f32>) -> Result<Validation> {
+pub(crate) fn scores(
+    pairs: &[Pair],
+    mut output: impl FnMut(&[f32]) -> Vec<f32>,
+) -> Result<Validation> {
     let (mut all, mut ambient, mut ambient_count) =
         (Validation::default(), Validation::default(), 0);
     for p in pairs {

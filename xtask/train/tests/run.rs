@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wavecrn_engine::onnx_export::{to_onnx_bytes, ModelInfo};
+use wavecrn_engine::model_file::{to_onnx_bytes, ModelInfo};
 use wavecrn_engine::{LoadOptions, Model, TensorFile, Weights};
 use wavecrn_tests::fixture;
 
@@ -155,11 +155,9 @@ fn a_run_starts_from_an_exported_model_and_stops_at_its_cpu_budget() {
     assert!(train(&first, 5, &[]).status.success());
     let w = Weights::read(first.join("checkpoint.safetensors")).unwrap();
     let onnx = first.join("model.onnx");
-    let half = wavecrn_engine::onnx_export::store_weights_as_f16(&to_onnx_bytes(
-        &w,
-        &ModelInfo::default(),
-    ))
-    .unwrap();
+    let half =
+        wavecrn_engine::model_file::store_weights_as_f16(&to_onnx_bytes(&w, &ModelInfo::default()))
+            .unwrap();
     std::fs::write(&onnx, half).unwrap();
     // A rate so small that one step leaves the weights where they started.
     let tiny = [

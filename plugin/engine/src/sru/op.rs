@@ -8,7 +8,7 @@ use tract_onnx::tract_core::ops::scan::{InputMapping, Scan};
 
 use super::kernel::{Kernel, Layout, Recurrence, Seq};
 use crate::config::ModelConfig;
-use crate::onnx_export::scan_node_name;
+use crate::model_file::scan_node_name;
 
 /// All directions of one SRU layer's recurrence, reading its gates straight from the layer's
 /// U matrix.

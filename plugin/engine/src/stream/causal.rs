@@ -5,7 +5,7 @@
 use super::stage::ModelStage;
 use crate::config::{MaskKind, ModelConfig};
 use crate::error::{Error, Result};
-use crate::onnx_import::StoredWeights;
+use crate::model_file::StoredWeights;
 use crate::sru::kernel::{Kernel, Layout, Recurrence, Seq};
 
 struct Layer {

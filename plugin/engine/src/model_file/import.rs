@@ -1,18 +1,16 @@
-//! Reads a network's weights back out of an ONNX file written by [`crate::onnx_export`], in
+//! Reads a network's weights back out of an ONNX file written by [`super::export`], in
 //! the reference names and layouts: the inverse of the exporter, so a shipped model (float32
 //! or float16 storage) can seed training again when no checkpoint is left.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 
-use prost::Message;
 use tract_onnx::pb;
 
+use super::export::float_values;
+use super::{decode, read_config, HALF_SUFFIX};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::onnx_export::{
-    float_values, ModelInfo, HALF_SUFFIX, META_CONFIG, META_NAME, META_VERSION,
-};
 use crate::weights::{Tensor, Weights};
 
 /// The configuration and the float initializers (float16 ones widened, under their float32
@@ -25,16 +23,8 @@ pub(crate) struct StoredWeights {
 
 impl StoredWeights {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let proto = pb::ModelProto::decode(bytes)
-            .map_err(|e| Error::Model(format!("not an ONNX file ({e})")))?;
-        let config = proto
-            .metadata_props
-            .iter()
-            .find(|p| p.key == META_CONFIG)
-            .map(|p| ModelConfig::from_json(&p.value))
-            .ok_or_else(|| {
-                Error::Model(format!("no {META_CONFIG} metadata: not a wavecrn export"))
-            })??;
+        let proto = decode(bytes)?;
+        let config = read_config(&proto)?;
         let graph = proto.graph.ok_or_else(|| Error::Model("no graph".into()))?;
         let mut tensors = HashMap::new();
         for t in &graph.initializer {
@@ -140,31 +130,10 @@ pub fn weights_from_onnx(bytes: &[u8]) -> Result<Weights> {
     Weights::new(config, tensors)
 }
 
-/// The name and version a model file carries in its metadata (empty where it has none),
-/// read without loading the network.
-pub fn model_info(bytes: &[u8]) -> Result<ModelInfo> {
-    let proto = pb::ModelProto::decode(bytes)
-        .map_err(|e| Error::Model(format!("not an ONNX file ({e})")))?;
-    let meta = |key| metadata(&proto, key).unwrap_or_default();
-    Ok(ModelInfo {
-        name: meta(META_NAME),
-        version: meta(META_VERSION),
-    })
-}
-
-/// The metadata value stored under `key`, if any.
-pub(crate) fn metadata(proto: &pb::ModelProto, key: &str) -> Option<String> {
-    proto
-        .metadata_props
-        .iter()
-        .find(|p| p.key == key)
-        .map(|p| p.value.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx_export::{store_weights_as_f16, to_onnx_bytes};
+    use crate::model_file::{store_weights_as_f16, to_onnx_bytes};
 
     /// Random weights of a configuration, every value distinct so a mixed-up layout shows
     /// (but `scale_x` 1 where a layer has no skip path to scale: the graph leaves it out).

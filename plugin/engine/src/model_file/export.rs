@@ -20,39 +20,12 @@ use tract_onnx::pb::{
 use crate::config::MaskKind;
 use crate::weights::Weights;
 
+use super::{
+    scan_node_name, ModelInfo, HALF_SUFFIX, INPUT, META_CONFIG, META_NAME, META_VERSION, OUTPUT,
+};
+
 /// The ONNX opset the graph is written for.
 pub const OPSET: i64 = 17;
-/// Metadata key holding the [`ModelConfig`] as JSON.
-pub const META_CONFIG: &str = "wavecrn.config";
-/// Metadata key holding the model's name.
-pub const META_NAME: &str = "wavecrn.name";
-/// Metadata key holding the model's version.
-pub const META_VERSION: &str = "wavecrn.version";
-/// Name of the graph input: float32 (batch, 1, samples).
-pub const INPUT: &str = "input";
-/// Name of the graph output: float32 (batch, 1, samples).
-pub const OUTPUT: &str = "output";
-
-/// Name of the Scan node for SRU layer `layer`.
-pub fn scan_node_name(layer: usize) -> String {
-    format!("sru.{layer}.recurrence")
-}
-
-/// Name and version that go into the file's metadata.
-#[derive(Clone, Debug)]
-pub struct ModelInfo {
-    pub name: String,
-    pub version: String,
-}
-
-impl Default for ModelInfo {
-    fn default() -> Self {
-        Self {
-            name: "wavecrn".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        }
-    }
-}
 
 /// Builds the ONNX model for `weights`.
 pub fn to_onnx(weights: &Weights, info: &ModelInfo) -> pb::ModelProto {
@@ -219,16 +192,12 @@ pub fn to_onnx_bytes(weights: &Weights, info: &ModelInfo) -> Vec<u8> {
     to_onnx(weights, info).encode_to_vec()
 }
 
-/// Suffix of a weight stored as float16: the graph casts `NAME` + this back to float32 `NAME`.
-pub const HALF_SUFFIX: &str = ":f16";
-
 /// Rewrites an ONNX model (bytes) to store its float32 weights as float16, half the size:
 /// each top-level float initializer `W` becomes a float16 initializer `W:f16` and a `Cast`
 /// node at the head of the graph gives `W` back as float32, so the rest of the graph, and
 /// what it computes, stay float32. A runtime folds the casts away when it loads the file.
 pub fn store_weights_as_f16(bytes: &[u8]) -> crate::error::Result<Vec<u8>> {
-    let mut model = pb::ModelProto::decode(bytes)
-        .map_err(|e| crate::error::Error::Model(format!("not an ONNX file ({e})")))?;
+    let mut model = super::decode(bytes)?;
     let graph = model
         .graph
         .as_mut()
