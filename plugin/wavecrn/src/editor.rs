@@ -21,7 +21,6 @@ use nice_plug_egui::{
     NiceEguiApp, RepaintNotifier,
 };
 use parking_lot::Mutex;
-use wavecrn_engine::stream::Preset;
 
 use crate::meters::{Levels, Meters, FLOOR_DB, HISTORY_POINTS, LOAD_WARNING, READING_SECONDS};
 use crate::params::{Mode, WavecrnParams};
@@ -277,12 +276,8 @@ fn controls(ui: &mut egui::Ui, params: &WavecrnParams, setter: &ParamSetter) {
     });
     row(ui, "Mode", |ui| {
         let current = params.mode.value();
-        for (mode, name) in [
-            (Mode::Quality, "Quality"),
-            (Mode::Balanced, "Balanced"),
-            (Mode::LowLatency, "Low latency"),
-        ] {
-            if ui.selectable_label(current == mode, name).clicked() && current != mode {
+        for mode in Mode::ALL {
+            if ui.selectable_label(current == mode, mode.name()).clicked() && current != mode {
                 set_once(setter, &params.mode, mode);
             }
         }
@@ -384,7 +379,6 @@ fn trace(ui: &mut egui::Ui, meters: &Meters, history: &mut Vec<f32>) {
 
 fn status(ui: &mut egui::Ui, shared: &EditorShared) {
     let s = shared.meters.status();
-    let mode = Preset::ALL[s.active_mode.min(Preset::ALL.len() - 1)];
     if s.active {
         ui.label(format!(
             "Latency: {:.1} ms ({} samples at {:.1} kHz), reported to the host",
@@ -398,8 +392,8 @@ fn status(ui: &mut egui::Ui, shared: &EditorShared) {
     ui.label(format!(
         "Model: {} ({} mode)",
         // Read from the model files on the first frame, not when a host scans the plugin.
-        crate::model_labels()[s.active_mode.min(2)],
-        preset_name(mode)
+        crate::model_labels()[s.active_mode.to_index()],
+        s.active_mode.name()
     ));
     if s.restart_pending {
         ui.colored_label(
@@ -415,7 +409,10 @@ fn status(ui: &mut egui::Ui, shared: &EditorShared) {
         if s.load_peak > LOAD_WARNING {
             ui.colored_label(
                 WARNING,
-                load + ": raise the host's buffer size, or leave Low latency",
+                format!(
+                    "{load}: raise the host's buffer size, or leave {}",
+                    Mode::LowLatency.name()
+                ),
             );
         } else {
             ui.label(load);
@@ -430,14 +427,6 @@ fn status(ui: &mut egui::Ui, shared: &EditorShared) {
                 if s.fallbacks == 1 { "" } else { "s" }
             ),
         );
-    }
-}
-
-fn preset_name(p: Preset) -> &'static str {
-    match p {
-        Preset::Quality => "Quality",
-        Preset::Balanced => "Balanced",
-        Preset::LowLatency => "Low latency",
     }
 }
 

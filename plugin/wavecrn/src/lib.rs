@@ -42,7 +42,7 @@ pub struct Wavecrn {
     /// a Mode change restarts the plugin, so building the others would only slow activation.
     streams: [Option<AudioSide>; 3],
     worker: Option<WorkerThread>,
-    active: usize,
+    active: Mode,
     /// A Mode change is waiting for the host to restart the plugin (see `process`).
     restart_requested: bool,
     /// The recent input, and the crossfade of a Mode change made in mid-signal.
@@ -74,7 +74,7 @@ impl Default for Wavecrn {
             params: Arc::new(WavecrnParams::default()),
             streams: [None, None, None],
             worker: None,
-            active: 0,
+            active: Mode::Quality,
             restart_requested: false,
             switch: ModeSwitch::new(0, 0, 48_000.0, 0),
             declared_offline: false,
@@ -140,7 +140,9 @@ impl Wavecrn {
 
     /// The latency the active mode reports, in host frames.
     pub fn latency(&self) -> Option<usize> {
-        self.streams[self.active].as_ref().map(AudioSide::latency)
+        self.streams[self.active.to_index()]
+            .as_ref()
+            .map(AudioSide::latency)
     }
 }
 
@@ -205,7 +207,7 @@ impl Plugin for Wavecrn {
         // Stop the old worker before its streams go.
         self.worker = None;
         // A Mode change that asked for this restart takes effect here, with its latency.
-        self.active = self.params.mode.value().index();
+        self.active = self.params.mode.value();
         self.restart_requested = false;
         let standalone = context.plugin_api() == PluginApi::Standalone;
         let every_mode = context.plugin_api() != PluginApi::Clap;
@@ -215,7 +217,7 @@ impl Plugin for Wavecrn {
         let mut streams = [None, None, None];
         let mut workers = Vec::new();
         for (i, preset) in Preset::ALL.into_iter().enumerate() {
-            if i != self.active && !every_mode {
+            if i != self.active.to_index() && !every_mode {
                 continue;
             }
             match stream::stream(&models, preset, rate, channels, max_block) {
@@ -309,18 +311,18 @@ impl Plugin for Wavecrn {
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let started = Instant::now();
-        if self.streams[self.active].is_none() {
+        if self.streams[self.active.to_index()].is_none() {
             return ProcessStatus::Error("not activated");
         }
-        let wanted = self.params.mode.value().index();
+        let wanted = self.params.mode.value();
         if wanted != self.active {
-            if let Some(stream) = self.streams[wanted].as_mut() {
+            if let Some(stream) = self.streams[wanted.to_index()].as_mut() {
                 // The standalone has no host to tell; VST3 hosts get the new latency with
                 // `restartComponent(kLatencyChanged)` (from nice-plug's own thread), on which
                 // some re-activate the plugin and others, Ardour 7 among them, only ask for
                 // the latency again: switching at once suits both. The output crossfades
                 // from the mode left to the new one, which starts from the recent input.
-                self.switch.switch(stream, self.active);
+                self.switch.switch(stream, self.active.to_index());
                 self.active = wanted;
                 let latency = stream.latency() as u32;
                 if context.plugin_api() == PluginApi::Vst3 {
@@ -336,7 +338,7 @@ impl Plugin for Wavecrn {
                 self.meters.set_restart_pending(true);
             }
         }
-        let mode = self.active;
+        let mode = self.active.to_index();
         let listen_target = if self.params.listen_noise.value() {
             1.0
         } else {

@@ -5,6 +5,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use nice_plug::prelude::Enum;
+
+use crate::params::Mode;
+
 /// Length of one meter reading (and one point of the history).
 pub const READING_SECONDS: f32 = 0.025;
 /// Points in the history of the removed level: 6 s at one point per reading.
@@ -54,7 +58,7 @@ pub struct Meters {
     fallbacks: AtomicU64,
     latency_frames: AtomicU32,
     sample_rate: AtomicLevel,
-    /// The mode running now (index into `Preset::ALL`), which can lag the Mode parameter.
+    /// The mode running now ([`Enum::to_index`]), which can lag the Mode parameter.
     active_mode: AtomicUsize,
     restart_pending: AtomicBool,
     active: AtomicBool,
@@ -90,7 +94,7 @@ pub struct Status {
     /// The latency reported to the host, in its frames, and its rate.
     pub latency_frames: u32,
     pub sample_rate: f32,
-    pub active_mode: usize,
+    pub active_mode: Mode,
     /// A Mode change waits for the host to restart the plugin.
     pub restart_pending: bool,
     /// Times the output fell back to the dry signal since activation.
@@ -140,7 +144,7 @@ impl Meters {
             active: self.active.load(Ordering::Relaxed),
             latency_frames: self.latency_frames.load(Ordering::Relaxed),
             sample_rate: self.sample_rate.get(),
-            active_mode: self.active_mode.load(Ordering::Relaxed),
+            active_mode: Mode::from_index(self.active_mode.load(Ordering::Relaxed)),
             restart_pending: self.restart_pending.load(Ordering::Relaxed),
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             load_peak: self.load_peak.get(),
@@ -148,10 +152,10 @@ impl Meters {
     }
 
     /// Called at activation (main thread).
-    pub fn activated(&self, latency_frames: u32, sample_rate: f32, mode: usize) {
+    pub fn activated(&self, latency_frames: u32, sample_rate: f32, mode: Mode) {
         self.latency_frames.store(latency_frames, Ordering::Relaxed);
         self.sample_rate.set(sample_rate);
-        self.active_mode.store(mode, Ordering::Relaxed);
+        self.active_mode.store(mode.to_index(), Ordering::Relaxed);
         self.restart_pending.store(false, Ordering::Relaxed);
         self.fallbacks.store(0, Ordering::Relaxed);
         self.load_peak.set(0.0);
@@ -163,9 +167,9 @@ impl Meters {
     }
 
     /// The mode switched without a restart (VST3 and the standalone app).
-    pub fn switched(&self, latency_frames: u32, mode: usize) {
+    pub fn switched(&self, latency_frames: u32, mode: Mode) {
         self.latency_frames.store(latency_frames, Ordering::Relaxed);
-        self.active_mode.store(mode, Ordering::Relaxed);
+        self.active_mode.store(mode.to_index(), Ordering::Relaxed);
     }
 
     pub fn set_restart_pending(&self, pending: bool) {
@@ -336,11 +340,11 @@ mod tests {
     #[test]
     fn status_reports_latency_in_milliseconds() {
         let meters = Meters::default();
-        meters.activated(480, 48_000.0, 2);
+        meters.activated(480, 48_000.0, Mode::LowLatency);
         meters.set_fallbacks(3);
         let s = meters.status();
         assert!(s.active && !s.restart_pending);
-        assert_eq!((s.active_mode, s.fallbacks), (2, 3));
+        assert_eq!((s.active_mode, s.fallbacks), (Mode::LowLatency, 3));
         assert!((s.latency_ms() - 10.0).abs() < 1e-6);
         meters.set_restart_pending(true);
         assert!(meters.status().restart_pending);

@@ -32,6 +32,11 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order the plugin keeps their streams ([`Enum::to_index`]), which is
+    /// [`Preset::ALL`]'s.
+    pub const ALL: [Mode; 3] = [Mode::Quality, Mode::Balanced, Mode::LowLatency];
+
+    /// The engine's stream preset this mode runs.
     pub fn preset(self) -> Preset {
         match self {
             Mode::Quality => Preset::Quality,
@@ -40,12 +45,9 @@ impl Mode {
         }
     }
 
-    /// Index into [`Preset::ALL`].
-    pub fn index(self) -> usize {
-        Preset::ALL
-            .iter()
-            .position(|p| *p == self.preset())
-            .expect("every mode has a preset")
+    /// The name users see, as the host shows the parameter's value.
+    pub fn name(self) -> &'static str {
+        Self::variants()[self.to_index()]
     }
 }
 
@@ -126,5 +128,21 @@ impl Default for WavecrnParams {
             bypass: BoolParam::new("Bypass", false).make_bypass(),
             editor_size: Arc::new(RwLock::new(DEFAULT_SIZE)),
         }
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    /// The plugin indexes its streams and model labels by a mode's index in the order of
+    /// [`Preset::ALL`].
+    #[test]
+    fn modes_and_presets_line_up() {
+        assert_eq!(Mode::ALL.map(Mode::preset), Preset::ALL);
+        for (i, m) in Mode::ALL.into_iter().enumerate() {
+            assert_eq!((m.to_index(), Mode::from_index(i)), (i, m));
+        }
+        assert_eq!(Mode::LowLatency.name(), "Low latency");
     }
 }
