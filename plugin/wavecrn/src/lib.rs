@@ -27,7 +27,7 @@ use crate::editor::{EditorShared, WavecrnEditor};
 use crate::meters::{Meters, Reading};
 use crate::mix::{apply_floor, mix, Controls};
 use crate::mode_switch::ModeSwitch;
-use crate::params::WavecrnParams;
+use crate::params::{Mode, WavecrnParams};
 use crate::render_pace::RenderPace;
 use crate::task_drain::{QueueMarker, TaskDrain, DRAIN_PATIENCE};
 

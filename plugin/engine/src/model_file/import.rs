@@ -133,7 +133,7 @@ pub fn weights_from_onnx(bytes: &[u8]) -> Result<Weights> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model_file::{store_weights_as_f16, to_onnx_bytes};
+    use crate::model_file::{model_info, store_weights_as_f16, to_onnx_bytes, ModelInfo};
 
     /// Random weights of a configuration, every value distinct so a mixed-up layout shows
     /// (but `scale_x` 1 where a layer has no skip path to scale: the graph leaves it out).
