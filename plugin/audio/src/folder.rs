@@ -45,15 +45,17 @@ pub fn read_folder_mono(dir: &Path, rate: u32) -> Result<Vec<(String, Vec<f32>)>
             eprintln!("skipping {}: silent", f.display());
             continue;
         }
-        out.push((
-            f.file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            mono,
-        ));
+        out.push((stem(&f), mono));
     }
     Ok(out)
+}
+
+/// A file's name without its extension: how folders of audio are paired and named.
+pub fn stem(path: &Path) -> String {
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Reads a whole file as one channel (the mean of its channels) at `rate` Hz.

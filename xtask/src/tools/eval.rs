@@ -1,6 +1,7 @@
 //! `cargo xtask eval`: the benchmark table (PESQ, CSIG, CBAK, COVL, SSNR, STOI, ...) for
 //! models or enhanced files, on paired folders or on the fixed validation set.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -67,7 +68,8 @@ enum System {
     /// The input itself: `noisy`, or `sign input` for restoration.
     Input(&'static str),
     Model(String, Box<Model>),
-    Folder(PathBuf),
+    /// A folder of enhanced files, and its files by name (stem).
+    Folder(PathBuf, BTreeMap<String, PathBuf>),
     /// RNNoise, through nnnoiseless.
     Rnnoise,
 }
@@ -77,7 +79,7 @@ impl System {
         match self {
             System::Input(label) => label.to_string(),
             System::Model(name, _) => name.clone(),
-            System::Folder(dir) => dir.display().to_string(),
+            System::Folder(dir, _) => dir.display().to_string(),
             System::Rnnoise => "RNNoise (nnnoiseless)".into(),
         }
     }
@@ -122,8 +124,11 @@ fn score(system: &System, pair: &Pair) -> Result<Scored> {
     let test = match system {
         System::Input(_) => pair.noisy.clone(),
         System::Model(_, model) => model.denoise(&pair.noisy, 1)?,
-        System::Folder(dir) => {
-            let mut x = read_16k_mono(&dir.join(&pair.name))?;
+        System::Folder(dir, files) => {
+            let file = files
+                .get(&pair.name)
+                .with_context(|| format!("{} has no file named {}", dir.display(), pair.name))?;
+            let mut x = read_16k_mono(file)?;
             x.resize(pair.clean.len(), 0.0);
             x
         }
@@ -159,7 +164,11 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     if let Some(dir) = &args.enhanced {
-        systems.push(System::Folder(dir.clone()));
+        let files = wavecrn_audio::folder::audio_files(dir)?
+            .into_iter()
+            .map(|f| (wavecrn_audio::folder::stem(&f), f))
+            .collect();
+        systems.push(System::Folder(dir.clone(), files));
     }
     if args.peers {
         anyhow::ensure!(
