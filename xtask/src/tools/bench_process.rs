@@ -145,7 +145,17 @@ fn pytorch_forward(python: &Path, seconds: f64, threads: usize) -> Result<f64> {
     let rtf: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("baseline-rtf:"))
-        .context("the baseline printed no `baseline-rtf:` line")?
+        .with_context(|| {
+            // Say why: a missing module or an unloaded kernel is in what it wrote.
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(6).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!(
+                "the baseline ({}) printed no `baseline-rtf:` line; it ended with:\n{}",
+                python.display(),
+                tail.join("\n")
+            )
+        })?
         .trim()
         .parse()?;
     Ok(rtf * seconds)
