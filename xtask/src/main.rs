@@ -81,11 +81,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The cores this process may use (1 where the system cannot say).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// The repository root: where this binary was built, or, for a copy carried to another
 /// machine (`gpu-pack`), the current folder.
 pub fn root() -> std::path::PathBuf {

@@ -293,7 +293,7 @@ fn run_model(
         .jobs
         .unwrap_or_else(|| match device {
             Device::Cuda => 1,
-            _ => pipeline::cores(),
+            _ => wavecrn_engine::offline::cores(),
         })
         .max(1);
     let mut failed = 0;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use wavecrn_engine::offline::{ChunkedDenoiser, Chunking};
+use wavecrn_engine::offline::{cores, ChunkedDenoiser, Chunking};
 use wavecrn_engine::resample::StreamResampler;
 use wavecrn_engine::upper_band::UpperBand;
 use wavecrn_engine::{two_bit, DeviceChoice, LoadOptions, Model};
@@ -16,11 +16,6 @@ use wavecrn_audio::bwf;
 use wavecrn_audio::file::{
     conversion_note, output_spec, Container, Encoding, Reader, Spec, Writer, READ_FRAMES,
 };
-
-/// The cores this process may use (1 where the system cannot say).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
 
 /// What the model makes of a file.
 #[derive(Clone, Copy, Debug, PartialEq)]

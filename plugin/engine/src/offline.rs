@@ -11,6 +11,12 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 
+/// The cores this process may use (1 where the system cannot say): how many chunks the batch
+/// tools run at once by default.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Window sizes, in model-rate samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Chunking {

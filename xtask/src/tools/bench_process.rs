@@ -81,7 +81,7 @@ pub fn run(onnx: &[u8], audio: &[f32], seconds: f64, python: Option<&Path>) -> R
     );
     std::fs::write(&model, onnx)?;
     write_wav(&input, seconds, audio)?;
-    let cores = crate::cores();
+    let cores = wavecrn_engine::offline::cores();
     let mut counts = vec![1];
     if cores > 1 {
         counts.push(cores);

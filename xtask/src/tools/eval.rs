@@ -192,7 +192,7 @@ pub fn run(args: Args) -> Result<()> {
             .expect("valid template"),
     );
     let next = AtomicUsize::new(0);
-    let threads = args.jobs.unwrap_or_else(crate::cores);
+    let threads = args.jobs.unwrap_or_else(wavecrn_engine::offline::cores);
     let scoring = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
