@@ -122,6 +122,17 @@ rows+=(
   [s18-wide]="$s18wide --lr 1e-4 --lr-end 1e-5"
   [s18-snr]="${s18q/--snr -5 20/--snr -5 30} --lr 8e-5 --lr-end 8e-6"
 )
+# Session 19 rows (issue 24), the restore model's size and starting point at equal CPU time:
+# the 128 x 6 WaveCRN (a quarter of the paper's cost per step) on the restore recipe since
+# session 12 (2 s crops, batch 4, the compressed-spectrum loss), 5e-4 -> 5e-5 over 16,000
+# steps; `s19-r128` starts from the Quality denoising file (commit 4f8b7f4: its encoder and
+# decoder already map waveforms to features and back), `s19-r128-scratch` from the codec
+# initialisation. The 256 x 6 line is the shipped restore file's history (sessions 12-15).
+s19r="--task restore --channels 128 --layers 6 --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 5e-4 --lr-end 5e-5 --warmup 200 --steps 16000 --valid-every 1000"
+rows+=(
+  [s19-r128]="$s19r --init models/wavecrn-denoise.onnx"
+  [s19-r128-scratch]="$s19r"
+)
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
 fourteenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
@@ -145,7 +156,7 @@ for row in "$@"; do
   [[ $row == s10-* || $row == d-* ]] && budget=("${tenth[@]}")
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   [[ $row == s12-* ]] && budget=("${twelfth[@]}")
-  [[ $row == s14-* || $row == s15-* || $row == s16-* || $row == s17-* || $row == s18-* ]] && budget=("${fourteenth[@]}")
+  [[ $row == s14-* || $row == s15-* || $row == s16-* || $row == s17-* || $row == s18-* || $row == s19-* ]] && budget=("${fourteenth[@]}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done
