@@ -8,7 +8,7 @@
 //!   last 1.5 s): steady hiss is cut by up to 24 dB even while the talker speaks below 8 kHz,
 //!   so it does not pump with the voice, and a sibilant that rises above the hiss passes.
 //!
-//! The bands are measured with Butterworth band-passes and shaped with a chain of high shelves
+//! The bands are measured through Butterworth high-passes at their edges and shaped with a chain of high shelves
 //! (one overall gain, then one shelf per band edge for the step to the next band's gain), so
 //! nothing is split and summed back: at equal gains the band is only scaled, and the chain adds
 //! no latency. The file path and the plugin's stream share this, so a file sounds the same
@@ -16,7 +16,7 @@
 
 mod filters;
 
-use filters::{Butterworth4, HighShelf};
+use filters::{Butterworth4, HighShelf, HighpassBank};
 
 /// The lower edge of the model's top band that steers the gain, in Hz.
 const STEER_FROM: f64 = 6_000.0;
@@ -28,6 +28,7 @@ const SILENT: f32 = 1e-14;
 /// fine enough that a sibilant at 9 kHz does not open the hiss at 20 kHz.
 const BAND_EDGES: [f64; 5] = [8_000.0, 10_000.0, 12_500.0, 16_000.0, 20_000.0];
 const BANDS: usize = BAND_EDGES.len();
+const _: () = assert!(BANDS <= filters::LANES);
 /// How long each band's power is averaged over for the noise judge, in seconds.
 const BAND_SMOOTHING_S: f64 = 0.02;
 /// The noise floor is the lowest band power over this many sub-windows of `SUB_WINDOW_S`.
@@ -41,6 +42,9 @@ const DEEPEST_CUT: f32 = 0.063;
 /// How fast a band's gain follows its judges: quicker up (a sibilant's onset) than down.
 const GAIN_ATTACK_S: f64 = 0.002;
 const GAIN_RELEASE_S: f64 = 0.04;
+/// How often the judges are asked and the shelves retuned, in seconds: the gains move over
+/// milliseconds, and retuning per sample would cost more than all the filtering.
+const UPDATE_S: f64 = 0.000_333;
 /// The largest step between neighbouring bands' gains a shelf is asked for.
 const LARGEST_STEP: f32 = 64.0;
 
@@ -49,6 +53,8 @@ const LARGEST_STEP: f32 = 64.0;
 struct NoiseFloor {
     minima: [f32; SUB_WINDOWS],
     next: usize,
+    /// The lowest of `minima`, and of the sub-window under way.
+    lowest: f32,
     current: f32,
     counted: u32,
 }
@@ -57,28 +63,31 @@ impl NoiseFloor {
     const UNKNOWN: Self = Self {
         minima: [f32::MAX; SUB_WINDOWS],
         next: 0,
+        lowest: f32::MAX,
         current: f32::MAX,
         counted: 0,
     };
 
+    /// Takes the next power (of `sub_window` per sub-window) and returns the floor.
     fn push(&mut self, power: f32, sub_window: u32) -> f32 {
         self.current = self.current.min(power);
         self.counted += 1;
         if self.counted >= sub_window {
             self.minima[self.next] = self.current;
             self.next = (self.next + 1) % SUB_WINDOWS;
+            self.lowest = self.minima.iter().fold(f32::MAX, |a, &b| a.min(b));
             self.current = f32::MAX;
             self.counted = 0;
         }
-        self.minima.iter().fold(self.current, |a, &b| a.min(b))
+        self.lowest.min(self.current)
     }
 }
 
-/// One band above 8 kHz: the band-pass it is measured through, its power, noise floor and gain.
+/// One band above 8 kHz, as its judges see it.
 #[derive(Clone, Copy, Debug)]
 struct Band {
-    highpass: Butterworth4,
-    lowpass: Butterworth4,
+    /// Energy through the high-pass at the band's lower edge since the last update.
+    energy: f32,
     power: f32,
     floor: NoiseFloor,
     gain: f32,
@@ -91,20 +100,27 @@ struct Channel {
     /// Smoothed power of the model's output and of its input in the top band.
     wet_power: f32,
     low_power: f32,
+    /// A high-pass at each band's lower edge: a band's power is what its edge lets through
+    /// less what the next edge lets through.
+    edges: HighpassBank,
     bands: [Band; BANDS],
     /// At the upper edge of every band but the last.
     shelves: [HighShelf; BANDS - 1],
-    /// Samples since the start, up to the band smoothing's length: until then the band powers
-    /// are plain averages (no slow rise from zero that the floor would take for silence).
-    warm: u32,
+    /// Samples since the last update, and updates since the start (up to the warm-up's).
+    counted: u32,
+    updates: u32,
 }
 
-/// Per-sample factors, worked out once for the host rate.
+/// Factors worked out once for the host rate: per sample for the steering powers, per update
+/// for the rest.
 #[derive(Clone, Copy, Debug)]
 struct Rates {
     smoothing: f32,
+    /// Samples per update.
+    update: u32,
     band_smoothing: f32,
-    /// Samples in the band smoothing's warm-up and in a noise-floor sub-window.
+    /// Updates in the band smoothing's warm-up (plain averages, no slow rise from zero that
+    /// the floor would take for silence) and in a noise-floor sub-window.
     warm_up: u32,
     sub_window: u32,
     attack: f32,
@@ -114,7 +130,8 @@ struct Rates {
 }
 
 /// Restores the band above the model's reach, per channel, sample by sample. Allocates only
-/// when made.
+/// when made; each sample costs the same (filters), plus an update every third of a
+/// millisecond.
 #[derive(Clone, Debug)]
 pub struct UpperBand {
     fresh: Channel,
@@ -125,17 +142,14 @@ pub struct UpperBand {
 impl UpperBand {
     /// For `channels` channels at the host's `rate`.
     pub fn new(rate: f64, channels: usize) -> Self {
-        let per_sample = |seconds: f64| (-1.0 / (seconds * rate)).exp() as f32;
-        let holds = |edge: f64| edge < 0.45 * rate;
-        let bands = BAND_EDGES.iter().filter(|&&e| holds(e)).count().max(1);
+        let update = (UPDATE_S * rate).round().max(1.0);
+        let per_update = |seconds: f64| (-update / (seconds * rate)).exp() as f32;
+        let in_updates = |seconds: f64| (seconds * rate / update).ceil() as u32;
+        let below_nyquist = |edge: f64| edge.min(0.45 * rate);
         // At host rates too low to hold 6 kHz there is no band above the model's anyway.
         let steer = Butterworth4::highpass(STEER_FROM.min(0.4 * rate), rate);
-        let band = |i: usize| Band {
-            highpass: Butterworth4::highpass(BAND_EDGES[i].min(0.45 * rate), rate),
-            lowpass: match BAND_EDGES.get(i + 1) {
-                Some(&edge) if holds(edge) => Butterworth4::lowpass(edge, rate),
-                _ => Butterworth4::IDENTITY,
-            },
+        let band = Band {
+            energy: 0.0,
             power: 0.0,
             floor: NoiseFloor::UNKNOWN,
             gain: 1.0,
@@ -145,20 +159,27 @@ impl UpperBand {
             low: steer,
             wet_power: 0.0,
             low_power: 0.0,
-            bands: std::array::from_fn(band),
+            edges: HighpassBank::new(&BAND_EDGES.map(below_nyquist), rate),
+            bands: [band; BANDS],
             shelves: std::array::from_fn(|i| {
-                HighShelf::new(BAND_EDGES[i + 1].min(0.45 * rate), rate)
+                HighShelf::new(below_nyquist(BAND_EDGES[i + 1]), rate)
             }),
-            warm: 0,
+            counted: 0,
+            updates: 0,
         };
         let rates = Rates {
-            smoothing: per_sample(SMOOTHING_S),
-            band_smoothing: per_sample(BAND_SMOOTHING_S),
-            warm_up: (BAND_SMOOTHING_S * rate).ceil() as u32,
-            sub_window: (SUB_WINDOW_S * rate).ceil() as u32,
-            attack: per_sample(GAIN_ATTACK_S),
-            release: per_sample(GAIN_RELEASE_S),
-            bands,
+            smoothing: (-1.0 / (SMOOTHING_S * rate)).exp() as f32,
+            update: update as u32,
+            band_smoothing: per_update(BAND_SMOOTHING_S),
+            warm_up: in_updates(BAND_SMOOTHING_S),
+            sub_window: in_updates(SUB_WINDOW_S),
+            attack: per_update(GAIN_ATTACK_S),
+            release: per_update(GAIN_RELEASE_S),
+            bands: BAND_EDGES
+                .iter()
+                .filter(|&&e| e < 0.45 * rate)
+                .count()
+                .max(1),
         };
         Self {
             fresh,
@@ -176,26 +197,96 @@ impl UpperBand {
     /// model's output, `low` the model's input (the input as the model's band limits it), and
     /// `dry` the input itself, so `dry - low` is the band the model never saw.
     pub fn mix(&mut self, k: usize, wet: f32, low: f32, dry: f32) -> f32 {
-        let steer = self.gain(k, wet, low);
+        if !self.track(k, wet, low) {
+            return wet;
+        }
         let r = self.rates;
         let c = &mut self.channels[k];
-        let warming = c.warm < r.warm_up;
-        if warming {
-            c.warm += 1;
-        }
         let above = dry - low;
-        for b in &mut c.bands[..r.bands] {
-            let x = b.lowpass.push(b.highpass.push(above));
-            b.power = if warming {
-                b.power + (x * x - b.power) / c.warm as f32
-            } else {
-                r.band_smoothing * b.power + (1.0 - r.band_smoothing) * x * x
-            };
-            let noise = if !b.power.is_finite() {
-                // Whatever reached the band, it starts over rather than stick.
+        for (x, b) in c.edges.push(above).iter().zip(&mut c.bands) {
+            b.energy += x * x;
+        }
+        c.counted += 1;
+        if c.counted >= r.update {
+            c.counted = 0;
+            if !c.update(&r) {
+                // Whatever reached the bands, they start over rather than stick.
                 *c = self.fresh;
                 return wet;
-            } else if b.power < SILENT {
+            }
+        }
+        // The first band's gain for all, then a step at each edge to the next band's.
+        let mut shaped = c.bands[0].gain * above;
+        for shelf in &mut c.shelves[..r.bands - 1] {
+            shaped = shelf.push(shaped);
+        }
+        wet + shaped
+    }
+
+    /// How much of the band above the model's judgement lets through: as much as the model
+    /// let through of the top of its own band, judged by power.
+    pub fn gain(&mut self, k: usize, wet: f32, low: f32) -> f32 {
+        if self.track(k, wet, low) {
+            self.channels[k].steer()
+        } else {
+            0.0
+        }
+    }
+
+    /// Follows the top of the model's band, in its output and its input. Returns false (the
+    /// channel started over) if something non-finite reached the trackers.
+    fn track(&mut self, k: usize, wet: f32, low: f32) -> bool {
+        let a = self.rates.smoothing;
+        let c = &mut self.channels[k];
+        let (w, l) = (c.wet.push(wet), c.low.push(low));
+        c.wet_power = a * c.wet_power + (1.0 - a) * w * w;
+        c.low_power = a * c.low_power + (1.0 - a) * l * l;
+        if !(c.wet_power.is_finite() && c.low_power.is_finite()) {
+            *c = self.fresh;
+            return false;
+        }
+        if c.wet_power < SILENT {
+            c.wet_power = 0.0;
+        }
+        if c.low_power < SILENT {
+            c.low_power = 0.0;
+        }
+        true
+    }
+}
+
+impl Channel {
+    /// The model's judgement: its output's power over its input's in its top band.
+    fn steer(&self) -> f32 {
+        if self.low_power == 0.0 {
+            0.0
+        } else {
+            (self.wet_power / self.low_power).sqrt().min(1.0)
+        }
+    }
+
+    /// Asks both judges for every band's gain and retunes the shelves. Returns false if a
+    /// band's power is not finite.
+    fn update(&mut self, r: &Rates) -> bool {
+        let steer = self.steer();
+        let warming = self.updates < r.warm_up;
+        if warming {
+            self.updates += 1;
+        }
+        let n = r.update as f32;
+        for i in 0..r.bands {
+            let above = self.bands.get(i + 1).filter(|_| i + 1 < r.bands);
+            let mean = (self.bands[i].energy - above.map_or(0.0, |b| b.energy)).max(0.0) / n;
+            let b = &mut self.bands[i];
+            b.power = if warming {
+                b.power + (mean - b.power) / self.updates as f32
+            } else {
+                r.band_smoothing * b.power + (1.0 - r.band_smoothing) * mean
+            };
+            if !b.power.is_finite() {
+                return false;
+            }
+            let noise = if b.power < SILENT {
                 b.power = 0.0;
                 1.0
             } else if warming {
@@ -211,41 +302,15 @@ impl UpperBand {
             let follow = if target > b.gain { r.attack } else { r.release };
             b.gain = follow * b.gain + (1.0 - follow) * target;
         }
-        // The first band's gain for all, then a step at each edge to the next band's.
-        let first = c.bands[0].gain;
-        if first < SILENT {
-            return wet;
+        for b in &mut self.bands {
+            b.energy = 0.0;
         }
-        let mut shaped = first * above;
         for i in 1..r.bands {
-            let step = (c.bands[i].gain / c.bands[i - 1].gain.max(SILENT))
+            let step = (self.bands[i].gain / self.bands[i - 1].gain.max(SILENT))
                 .clamp(1.0 / LARGEST_STEP, LARGEST_STEP);
-            shaped = c.shelves[i - 1].push(shaped, step);
+            self.shelves[i - 1].tune(step);
         }
-        wet + shaped
-    }
-
-    /// How much of the band above the model's judgement lets through: as much as the model
-    /// let through of the top of its own band, judged by power.
-    pub fn gain(&mut self, k: usize, wet: f32, low: f32) -> f32 {
-        let a = self.rates.smoothing;
-        let c = &mut self.channels[k];
-        let (w, l) = (c.wet.push(wet), c.low.push(low));
-        c.wet_power = a * c.wet_power + (1.0 - a) * w * w;
-        c.low_power = a * c.low_power + (1.0 - a) * l * l;
-        if !(c.wet_power.is_finite() && c.low_power.is_finite()) {
-            // Whatever reached the trackers, they start over rather than stick.
-            *c = self.fresh;
-            return 0.0;
-        }
-        if c.wet_power < SILENT {
-            c.wet_power = 0.0;
-        }
-        if c.low_power < SILENT {
-            c.low_power = 0.0;
-            return 0.0;
-        }
-        (c.wet_power / c.low_power).sqrt().min(1.0)
+        true
     }
 }
 
