@@ -21,6 +21,7 @@ pub mod stream;
 pub mod two_bit;
 pub mod upper_band;
 pub mod weights;
+pub mod windowed;
 
 pub use config::{MaskKind, ModelConfig};
 pub use device::{Device, DeviceChoice};

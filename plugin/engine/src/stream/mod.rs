@@ -32,9 +32,10 @@ use std::time::Duration;
 use ringbuf::traits::Split;
 use ringbuf::HeapRb;
 
+pub use crate::windowed::{Window, WindowStage};
 pub use audio::{step_toward, AudioSide};
 pub use causal::CausalStage;
-pub use stage::{ModelStage, Window, WindowStage};
+pub use stage::ModelStage;
 use worker::ChainSpec;
 pub use worker::WorkerSide;
 
