@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use wavecrn_engine::offline::{cores, ChunkedDenoiser, Chunking};
+use wavecrn_engine::rate_bridge::RateBridge;
 use wavecrn_engine::resample::StreamResampler;
-use wavecrn_engine::upper_band::UpperBand;
 use wavecrn_engine::{two_bit, DeviceChoice, LoadOptions, Model};
 
 use wavecrn_audio::bwf;
@@ -122,20 +122,13 @@ pub fn denoise_together(
         .collect()
 }
 
-/// One file on its way through a batch: its reader, its rate converters, its writer. Above
-/// the model's rate, the band the model never sees is restored from the input as the
-/// plugin's stream restores it ([`UpperBand`]).
+/// One file on its way through a batch: its reader, its way to the model's rate and back
+/// (the plugin's stream's own, [`RateBridge`], so the band above the model's comes back as
+/// it does there), its writer.
 struct Lane {
     reader: Reader,
     spec: Spec,
-    down: StreamResampler,
-    up: StreamResampler,
-    /// The model's input back at the file's rate: the input as the model's band limits it.
-    up_low: StreamResampler,
-    /// File-rate input and `up_low`'s output, waiting for the model's output.
-    dry: Vec<Vec<f32>>,
-    low: Vec<Vec<f32>>,
-    upper: UpperBand,
+    bridge: RateBridge,
     task: Task,
     writer: Writer,
     tmp: PathBuf,
@@ -147,7 +140,8 @@ struct Lane {
     frames_in: u64,
     ended: bool,
     failed: Option<anyhow::Error>,
-    held: Vec<Vec<f32>>,
+    /// Frames on their way to the writer.
+    out: Vec<Vec<f32>>,
     written: u64,
     /// How the output's format differs from the input's, for the summary line.
     note: String,
@@ -172,12 +166,7 @@ impl Lane {
         let (ch, model_rate) = (spec.channels, model.config().sample_rate as f64);
         let written = output_spec(&spec, output);
         Ok(Self {
-            down: StreamResampler::new(spec.sample_rate as f64, model_rate, ch)?,
-            up: StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?,
-            up_low: StreamResampler::new(model_rate, spec.sample_rate as f64, ch)?,
-            dry: planar(ch),
-            low: planar(ch),
-            upper: UpperBand::new(spec.sample_rate as f64, ch),
+            bridge: RateBridge::new(spec.sample_rate as f64, model_rate, ch, false)?,
             task,
             writer: Writer::create(&tmp, &written)?,
             note: conversion_note(&spec, &written),
@@ -193,7 +182,7 @@ impl Lane {
             frames_in: 0,
             ended: false,
             failed: None,
-            held: planar(ch),
+            out: planar(ch),
             written: 0,
             reader,
             spec,
@@ -204,10 +193,9 @@ impl Lane {
     fn read(&mut self, raw: &mut [Vec<f32>]) -> Result<()> {
         clear(raw);
         let n = self.reader.read(READ_FRAMES, raw)?;
-        let before = self.pending[0].len();
-        if n == 0 {
-            self.down.finish(&mut self.pending)?;
+        let to_model = if n == 0 {
             self.ended = true;
+            self.bridge.end_input()?
         } else {
             self.frames_in += n as u64;
             if self.task == Task::Restore {
@@ -215,17 +203,12 @@ impl Lane {
                     c[..n].iter_mut().for_each(|v| *v = two_bit::sign(*v));
                 }
             }
-            self.down.process(&slices(raw), &mut self.pending)?;
-            for (d, r) in self.dry.iter_mut().zip(raw.iter()) {
-                d.extend_from_slice(&r[..n]);
-            }
+            self.bridge.input(&slices(raw))?
+        };
+        for (p, v) in self.pending.iter_mut().zip(to_model) {
+            p.extend_from_slice(v);
         }
-        let new: Vec<&[f32]> = self.pending.iter().map(|p| &p[before..]).collect();
-        self.up_low.process(&new, &mut self.low)?;
-        if self.ended {
-            self.up_low.finish(&mut self.low)?;
-        }
-        self.real += self.pending[0].len() - before;
+        self.real += to_model[0].len();
         Ok(())
     }
 
@@ -237,67 +220,38 @@ impl Lane {
         for c in clean.iter_mut() {
             c.truncate(useful);
         }
-        let mut back = planar(self.spec.channels);
-        self.up.process(&slices(clean), &mut back)?;
+        self.bridge.output(&slices(clean))?;
         if last {
-            self.up.finish(&mut back)?;
+            self.bridge.end_output()?;
         }
         let (total, hold) = (self.frames_in, if last { 0 } else { HOLD });
         let left = (total - self.written) as usize;
-        for (h, b) in self.held.iter_mut().zip(back.iter_mut()) {
-            h.append(b);
-        }
         if last {
-            for v in self
-                .held
-                .iter_mut()
-                .chain(&mut self.dry)
-                .chain(&mut self.low)
-            {
-                v.resize(v.len().max(left), 0.0);
-            }
+            self.bridge.pad(left);
         }
         // Hold the last few frames back until the input's length is known: the output is
         // exactly as long as the input, whatever rounding the conversions did.
-        let ready = self.held[0]
-            .len()
-            .saturating_sub(hold)
-            .min(self.low[0].len())
-            .min(self.dry[0].len())
-            .min(left);
-        for (k, ((h, l), d)) in self
-            .held
-            .iter_mut()
-            .zip(&self.low)
-            .zip(&self.dry)
-            .enumerate()
-        {
-            let Task::Denoise { share } = self.task else {
-                // Restored speech is the model's output alone: the sign input has no
-                // band or share worth keeping.
-                continue;
-            };
-            for i in 0..ready {
-                let denoised = self.upper.mix(k, h[i], l[i], d[i]);
-                // Full reduction writes the denoised sample itself, not a blend that
-                // rounds to it.
-                h[i] = if share >= 1.0 {
-                    denoised
-                } else {
-                    wavecrn_engine::reduction::blend(d[i], denoised, share)
-                };
-            }
+        let ready = self.bridge.ready(hold).min(left);
+        for (k, o) in self.out.iter_mut().enumerate() {
+            o.clear();
+            o.extend((0..ready).map(|i| match self.task {
+                Task::Denoise { share } => {
+                    let denoised = self.bridge.mixed(k, i);
+                    // Full reduction writes the denoised sample itself, not a blend that
+                    // rounds to it.
+                    if share >= 1.0 {
+                        denoised
+                    } else {
+                        wavecrn_engine::reduction::blend(self.bridge.dry(k, i), denoised, share)
+                    }
+                }
+                // Restored speech is the model's output alone: the sign input has no band
+                // or share worth keeping.
+                Task::Restore => self.bridge.wet(k, i),
+            }));
         }
-        let parts: Vec<&[f32]> = self.held.iter().map(|h| &h[..ready]).collect();
-        self.writer.write(&parts)?;
-        for v in self
-            .held
-            .iter_mut()
-            .chain(&mut self.dry)
-            .chain(&mut self.low)
-        {
-            v.drain(..ready);
-        }
+        self.writer.write(&slices(&self.out))?;
+        self.bridge.consume(ready);
         self.written += ready as u64;
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod io;
 pub mod model;
 pub mod model_file;
 pub mod offline;
+pub mod rate_bridge;
 pub mod reduction;
 pub mod resample;
 

@@ -12,8 +12,8 @@ use ringbuf::{HeapCons, HeapProd};
 use super::stage::ModelStage;
 use super::Shared;
 use crate::error::Result;
+use crate::rate_bridge::RateBridge;
 use crate::resample::{gcd, StreamResampler, LIVE_CHUNK};
-use crate::upper_band::UpperBand;
 
 /// What a chain is made for: the rates, the channels, and which converters.
 #[derive(Clone, Copy, Debug)]
@@ -27,19 +27,11 @@ pub(super) struct ChainSpec {
     pub inline: bool,
 }
 
-/// Everything between the two rings that has state.
+/// Everything between the two rings that has state: the model stage inside the bridge to
+/// and from the host's rate (the file path's too).
 struct Chain {
-    down: StreamResampler,
+    bridge: RateBridge,
     stage: Box<dyn ModelStage>,
-    up_wet: StreamResampler,
-    up_low: StreamResampler,
-    /// Host-rate input, processed low band and unprocessed low band, waiting for each other.
-    dry: Vec<Vec<f32>>,
-    wet: Vec<Vec<f32>>,
-    low: Vec<Vec<f32>>,
-    /// The band above the model's reach, restored from the input.
-    upper: UpperBand,
-    at_model_rate: Vec<Vec<f32>>,
     denoised: Vec<Vec<f32>>,
 }
 
@@ -87,16 +79,8 @@ impl WorkerSide {
         let ch = self.channels;
         self.frames.reserve(frames * ch);
         self.mixed.reserve(frames * ch);
-        let c = &mut self.chain;
-        for v in self
-            .planar
-            .iter_mut()
-            .chain(&mut c.dry)
-            .chain(&mut c.wet)
-            .chain(&mut c.low)
-            .chain(&mut c.at_model_rate)
-            .chain(&mut c.denoised)
-        {
+        self.chain.bridge.reserve(frames);
+        for v in self.planar.iter_mut().chain(&mut self.chain.denoised) {
             v.reserve(frames);
         }
     }
@@ -138,11 +122,10 @@ impl WorkerSide {
             self.mixed.clear();
             for i in 0..ready {
                 for k in 0..ch {
-                    self.mixed
-                        .push(c.upper.mix(k, c.wet[k][i], c.low[k][i], c.dry[k][i]));
+                    self.mixed.push(c.bridge.mixed(k, i));
                 }
             }
-            c.consume(ready);
+            c.bridge.consume(ready);
             // The audio thread sizes this ring for the worst case; if it is full anyway the
             // audio thread has stopped reading and will reset the stream.
             self.output.push_slice(&self.mixed);
@@ -160,23 +143,9 @@ impl Chain {
             live,
             ..
         } = spec;
-        let converter = |from, to| {
-            if live {
-                StreamResampler::low_latency(from, to, channels)
-            } else {
-                StreamResampler::new(from, to, channels)
-            }
-        };
         Ok(Self {
-            down: converter(host_rate, model_rate)?,
+            bridge: RateBridge::new(host_rate, model_rate, channels, live)?,
             stage,
-            up_wet: converter(model_rate, host_rate)?,
-            up_low: converter(model_rate, host_rate)?,
-            dry: vec![Vec::new(); channels],
-            wet: vec![Vec::new(); channels],
-            low: vec![Vec::new(); channels],
-            upper: UpperBand::new(host_rate, channels),
-            at_model_rate: vec![Vec::new(); channels],
             denoised: vec![Vec::new(); channels],
         })
     }
@@ -184,50 +153,19 @@ impl Chain {
     /// Takes host-rate input (one vector per channel) through every path. Returns how many
     /// frames all three paths (processed low band, unprocessed low band, input) have reached.
     fn run(&mut self, planar: &[Vec<f32>]) -> Result<usize> {
-        for (d, p) in self.dry.iter_mut().zip(planar) {
-            d.extend_from_slice(p);
-        }
-        for v in self.at_model_rate.iter_mut().chain(&mut self.denoised) {
+        for v in &mut self.denoised {
             v.clear();
         }
-        self.down.process(planar, &mut self.at_model_rate)?;
-        self.stage
-            .process(&self.at_model_rate, &mut self.denoised)?;
-        self.up_low.process(&self.at_model_rate, &mut self.low)?;
-        self.up_wet.process(&self.denoised, &mut self.wet)?;
-        Ok(self.wet[0]
-            .len()
-            .min(self.low[0].len())
-            .min(self.dry[0].len()))
-    }
-
-    /// Forgets the first `frames` frames of every path (handed on).
-    fn consume(&mut self, frames: usize) {
-        for v in self
-            .dry
-            .iter_mut()
-            .chain(&mut self.wet)
-            .chain(&mut self.low)
-        {
-            v.drain(..frames);
-        }
+        let to_model = self.bridge.input(planar)?;
+        self.stage.process(to_model, &mut self.denoised)?;
+        self.bridge.output(&self.denoised)?;
+        Ok(self.bridge.ready(0))
     }
 
     /// Back to the state it was made in, keeping every buffer's capacity.
     fn reset(&mut self) {
-        for r in [&mut self.down, &mut self.up_wet, &mut self.up_low] {
-            r.reset();
-        }
+        self.bridge.reset();
         self.stage.reset();
-        for v in self
-            .dry
-            .iter_mut()
-            .chain(&mut self.wet)
-            .chain(&mut self.low)
-        {
-            v.clear();
-        }
-        self.upper.reset();
     }
 }
 
@@ -303,7 +241,7 @@ pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Res
             // Frames released..released + ready came out as input frame n went in.
             worst = worst.max(n.saturating_sub(released));
             released += ready;
-            chain.consume(ready);
+            chain.bridge.consume(ready);
         }
     }
     Ok(worst)
