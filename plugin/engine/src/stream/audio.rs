@@ -1,9 +1,10 @@
-//! The audio thread's half of a stream. It copies the host's block into the input ring, takes
-//! the processed audio that is due out of the output ring, and delays the dry signal to match.
-//! An inline stream also runs the worker's chain itself, between the two. Nothing here
-//! allocates, locks, waits (unless asked to, for offline renders) or makes a system call:
-//! every buffer is sized when the stream is made, and an inline chain is warmed up then.
+//! The audio thread's half of a stream. It hands the host's block to the chain (through a ring
+//! to the worker thread, or to the chain itself when the stream runs inline), takes the
+//! processed audio that is due, and delays the dry signal to match. Nothing here allocates,
+//! locks, waits (unless asked to, for offline renders) or makes a system call: every buffer is
+//! sized when the stream is made, and an inline chain is warmed up then.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use ringbuf::traits::{Consumer, Observer, Producer};
 use ringbuf::{HeapCons, HeapProd};
 
-use super::{Shared, WorkerSide};
+use super::chain::Chain;
+use super::Shared;
 
 /// The largest input magnitude the chain sees (+36 dBFS): anything louder is garbage, and
 /// its square must stay far from overflowing a float.
@@ -41,10 +43,79 @@ pub(super) struct Sizes {
     pub host_rate: f64,
 }
 
+/// Where a stream's blocks are processed.
+pub(super) enum Processing {
+    /// On a worker thread: blocks go to it through one ring and come back through another.
+    Worker {
+        input: HeapProd<f32>,
+        output: HeapCons<f32>,
+    },
+    /// Here, on the audio thread, block by block (Low latency).
+    Inline(Box<Inline>),
+}
+
+/// A chain run on the audio thread, and its output waiting to be due.
+pub(super) struct Inline {
+    chain: Chain,
+    planar: Vec<Vec<f32>>,
+    /// Processed frames, interleaved, oldest first.
+    ready: VecDeque<f32>,
+}
+
+impl Inline {
+    pub(super) fn new(chain: Chain, channels: usize) -> Self {
+        Self {
+            chain,
+            planar: vec![Vec::new(); channels],
+            ready: VecDeque::new(),
+        }
+    }
+}
+
+impl Processing {
+    /// Processed samples (interleaved) waiting to be taken.
+    fn queued(&self) -> usize {
+        match self {
+            Processing::Worker { output, .. } => output.occupied_len(),
+            Processing::Inline(inline) => inline.ready.len(),
+        }
+    }
+
+    /// Drops the oldest `samples` processed samples.
+    fn skip(&mut self, samples: usize) {
+        match self {
+            Processing::Worker { output, .. } => {
+                output.skip(samples);
+            }
+            Processing::Inline(inline) => {
+                inline.ready.drain(..samples);
+            }
+        }
+    }
+
+    /// Takes the oldest processed samples into `into`, filling it.
+    fn pop_into(&mut self, into: &mut [f32]) {
+        match self {
+            Processing::Worker { output, .. } => {
+                output.pop_slice(into);
+            }
+            Processing::Inline(inline) => {
+                let n = into.len();
+                for (slot, v) in into.iter_mut().zip(inline.ready.drain(..n)) {
+                    *slot = v;
+                }
+            }
+        }
+    }
+
+    fn is_inline(&self) -> bool {
+        matches!(self, Processing::Inline(_))
+    }
+}
+
 /// The audio thread's end of one stream.
 pub struct AudioSide {
-    input: HeapProd<f32>,
-    output: HeapCons<f32>,
+    processing: Processing,
     shared: Arc<Shared>,
     channels: usize,
     max_block: usize,
@@ -70,8 +141,6 @@ pub struct AudioSide {
     interleaved: Vec<f32>,
     dry: Vec<Vec<f32>>,
     wet: Vec<Vec<f32>>,
-    /// The chain, for a stream that runs it on this thread.
-    inline: Option<Box<WorkerSide>>,
     /// How long one offline block may wait for the worker.
     patience: Duration,
     /// An offline wait ran out: until the worker has caught up, a block waits no longer than
@@ -82,13 +151,7 @@ pub struct AudioSide {
 }
 
 impl AudioSide {
-    pub(super) fn new(
-        input: HeapProd<f32>,
-        output: HeapCons<f32>,
-        shared: Arc<Shared>,
-        sizes: Sizes,
-        inline: Option<Box<WorkerSide>>,
-    ) -> Self {
+    pub(super) fn new(processing: Processing, shared: Arc<Shared>, sizes: Sizes) -> Self {
         let Sizes {
             channels,
             max_block,
@@ -97,8 +160,7 @@ impl AudioSide {
             host_rate,
         } = sizes;
         Self {
-            input,
-            output,
+            processing,
             shared,
             channels,
             max_block,
@@ -115,7 +177,6 @@ impl AudioSide {
             interleaved: vec![0.0; max_block * channels],
             dry: vec![vec![0.0; max_block]; channels],
             wet: vec![vec![0.0; max_block]; channels],
-            inline,
             patience: OFFLINE_PATIENCE,
             gave_up: false,
             host_rate,
@@ -125,7 +186,7 @@ impl AudioSide {
     /// For an inline stream: runs a few of the largest blocks of silence through, so every
     /// buffer of the chain has grown to what it will ever need, then starts over (in place).
     pub(super) fn warm_up(&mut self) {
-        if self.inline.is_none() {
+        if !self.processing.is_inline() {
             return;
         }
         let silence = vec![0.0f32; self.max_block];
@@ -134,8 +195,12 @@ impl AudioSide {
         // their processed selves, and arrive in bursts), then a run through to size the rest.
         // Sizing by warm-up alone missed bursts at small host blocks (64 frames).
         let room = 2 * self.latency + 4 * self.max_block + 4096;
-        if let Some(w) = &mut self.inline {
-            w.reserve(room);
+        if let Processing::Inline(inline) = &mut self.processing {
+            inline.chain.reserve(room);
+            for v in &mut inline.planar {
+                v.reserve(room);
+            }
+            inline.ready.reserve(room * self.channels);
         }
         let blocks = room.div_ceil(self.max_block);
         for _ in 0..blocks.max(4) {
@@ -147,11 +212,26 @@ impl AudioSide {
         self.shared.fallbacks.store(0, Ordering::Relaxed);
     }
 
-    /// Runs an inline chain over whatever input is waiting (and acknowledges a restart). A
-    /// failure counts as a fallback and starts the stream over.
-    fn run_inline(&mut self) {
-        let failed = self.inline.as_mut().is_some_and(|w| w.poll().is_err());
-        if failed {
+    /// Runs an inline chain over the block in `interleaved` (`frames` frames). A failure
+    /// counts as a fallback and starts the stream over.
+    fn run_inline(&mut self, frames: usize) {
+        let Processing::Inline(inline) = &mut self.processing else {
+            return;
+        };
+        if frames == 0 {
+            return;
+        }
+        let ch = self.channels;
+        for (c, p) in inline.planar.iter_mut().enumerate() {
+            p.clear();
+            p.extend(self.interleaved[..frames * ch].iter().skip(c).step_by(ch));
+        }
+        let ready = &mut inline.ready;
+        if inline
+            .chain
+            .run_into(&inline.planar, |v| ready.push_back(v))
+            .is_err()
+        {
             self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
             self.request_restart();
         }
@@ -275,7 +355,6 @@ impl AudioSide {
         }
         self.delay_at = (self.delay_at + n) % self.delay[0].len();
 
-        self.run_inline();
         self.check_restart();
         if wait {
             // Offline: wait for the worker to have started over, rather than run dry.
@@ -285,13 +364,16 @@ impl AudioSide {
             });
         }
         if self.awaiting.is_none() {
-            if self.input.vacant_len() < n * ch {
-                // The worker has stalled for seconds: start the stream over.
-                self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
-                self.request_restart();
-            } else {
-                self.input.push_slice(&self.interleaved[..n * ch]);
-                self.run_inline();
+            match &mut self.processing {
+                Processing::Worker { input, .. } if input.vacant_len() < n * ch => {
+                    // The worker has stalled for seconds: start the stream over.
+                    self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    self.request_restart();
+                }
+                Processing::Worker { input, .. } => {
+                    input.push_slice(&self.interleaved[..n * ch]);
+                }
+                Processing::Inline(_) => self.run_inline(n),
             }
         }
         if self.awaiting.is_some() {
@@ -306,16 +388,16 @@ impl AudioSide {
         let due = n - gap;
         let want = (self.debt + due + self.fade) * ch;
         // (An inline chain has already delivered all it can.)
-        if wait && due > 0 && self.inline.is_none() {
-            self.wait_for(due, |s| s.output.occupied_len() >= want);
+        if wait && due > 0 && !self.processing.is_inline() {
+            self.wait_for(due, |s| s.processing.queued() >= want);
         }
-        if self.output.occupied_len() >= want {
+        if self.processing.queued() >= want {
             // The worker is keeping up: offline blocks may wait for it in full again.
             self.gave_up = false;
         }
-        let mut available = self.output.occupied_len() / ch;
+        let mut available = self.processing.queued() / ch;
         let drop = self.debt.min(available);
-        self.output.skip(drop * ch);
+        self.processing.skip(drop * ch);
         self.debt -= drop;
         available -= drop;
 
@@ -329,14 +411,14 @@ impl AudioSide {
         } else if take == due && due > 0 {
             self.starved = false;
         }
-        self.output.pop_slice(&mut self.interleaved[..take * ch]);
+        self.processing.pop_into(&mut self.interleaved[..take * ch]);
         let step = 1.0 / self.fade as f32;
         let mut lost = false;
         for i in 0..take {
             // Fade out over the last `fade` frames the worker has delivered, so running dry
             // never clicks; fade back in once it is ahead again.
             // (Inline, the chain delivers exactly what is due: nothing to anticipate.)
-            let ahead = self.inline.is_some() || available - i > self.fade;
+            let ahead = self.processing.is_inline() || available - i > self.fade;
             let target = if ahead { 1.0 } else { 0.0 };
             self.presence = step_toward(self.presence, target, step);
             let at = gap + i;
@@ -366,12 +448,21 @@ impl AudioSide {
         }
     }
 
+    /// Ends a restart once the chain has started over: at once inline (it starts over here),
+    /// once the worker has said so otherwise.
     fn check_restart(&mut self) {
         if let Some(epoch) = self.awaiting {
-            if self.shared.acked.load(Ordering::Acquire) == epoch {
-                // Whatever the worker sent before its acknowledgement is stale.
-                let stale = self.output.occupied_len();
-                self.output.skip(stale);
+            let started_over = match &mut self.processing {
+                Processing::Inline(inline) => {
+                    inline.chain.reset();
+                    true
+                }
+                Processing::Worker { .. } => self.shared.acked.load(Ordering::Acquire) == epoch,
+            };
+            if started_over {
+                // Whatever the chain made before it started over is stale.
+                let stale = self.processing.queued();
+                self.processing.skip(stale);
                 self.awaiting = None;
                 self.gap = self.latency;
                 self.debt = 0;

@@ -15,12 +15,14 @@
 //! worker is later than that anyway, the audio side hands out the delayed dry signal (faded)
 //! and drops the processed frames it missed when they come.
 //!
-//! The Low latency preset runs the same chain on the audio thread instead ("inline"): the
+//! The Low latency preset runs the same chain on the audio thread instead ("inline", no rings:
+//! the audio side hands each block to the chain and keeps what comes out until it is due): the
 //! causal model costs a bounded, small amount per hop, allocates nothing once warmed up, and
 //! its latency is then only the chain's own (no host block, no margin), under 10 ms at 48 kHz.
 
 mod audio;
 mod causal;
+mod chain;
 mod stage;
 mod worker;
 
@@ -34,9 +36,10 @@ use ringbuf::HeapRb;
 
 pub use crate::windowed::{Window, WindowStage};
 pub use audio::{step_toward, AudioSide};
+use audio::{Inline, Processing};
 pub use causal::CausalStage;
+use chain::{Chain, ChainSpec};
 pub use stage::ModelStage;
-use worker::ChainSpec;
 pub use worker::WorkerSide;
 
 use crate::error::{Error, Result};
@@ -126,7 +129,6 @@ impl StreamModels {
             model_rate: self.bidirectional.config().sample_rate as f64,
             channels,
             live: preset.inline(),
-            inline: preset.inline(),
         })
     }
 }
@@ -161,23 +163,28 @@ pub fn stream(
     let fade = fade_frames(host_rate);
     // Room for everything in flight, and for a worker that is seconds late.
     let ring = (latency + 4 * max_block + (2.0 * host_rate) as usize) * channels;
-    let (in_prod, in_cons) = HeapRb::<f32>::new(ring).split();
-    let (out_prod, out_cons) = HeapRb::<f32>::new(ring).split();
     let shared = Arc::new(Shared::default());
-    let worker = WorkerSide::new(
-        in_cons,
-        out_prod,
-        shared.clone(),
+    let chain = Chain::new(
         models.stage(preset, channels)?,
         models.chain(preset, host_rate, channels)?,
     )?;
-    let (inline, worker) = match preset.inline() {
-        true => (Some(Box::new(worker)), None),
-        false => (None, Some(worker)),
+    let (processing, worker) = if preset.inline() {
+        (
+            Processing::Inline(Box::new(Inline::new(chain, channels))),
+            None,
+        )
+    } else {
+        let (in_prod, in_cons) = HeapRb::<f32>::new(ring).split();
+        let (out_prod, out_cons) = HeapRb::<f32>::new(ring).split();
+        let worker = WorkerSide::new(in_cons, out_prod, shared.clone(), chain, channels);
+        let processing = Processing::Worker {
+            input: in_prod,
+            output: out_cons,
+        };
+        (processing, Some(worker))
     };
     let mut audio = AudioSide::new(
-        in_prod,
-        out_cons,
+        processing,
         shared,
         audio::Sizes {
             channels,
@@ -186,7 +193,6 @@ pub fn stream(
             fade,
             host_rate,
         },
-        inline,
     );
     audio.warm_up();
     Ok((audio, worker))
@@ -224,10 +230,10 @@ pub fn latency(
     let Some(window) = preset.window() else {
         // Inline: the chain's own lateness, measured on the chain itself.
         let chain = models.chain(preset, host_rate, 1)?;
-        return worker::chain_lateness(models.stage(preset, 1)?, chain);
+        return chain::chain_lateness(models.stage(preset, 1)?, chain);
     };
-    let down = worker::resampler_lateness(host_rate, model_rate)? as f64;
-    let up = worker::resampler_lateness(model_rate, host_rate)? as f64;
+    let down = chain::resampler_lateness(host_rate, model_rate)? as f64;
+    let up = chain::resampler_lateness(model_rate, host_rate)? as f64;
     let lag = (window.chunk + window.lookahead) as f64;
     let in_model = (lag + up) * host_rate / model_rate;
     let pipeline = (down + in_model).ceil() as usize + 2;
