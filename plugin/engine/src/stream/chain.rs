@@ -108,11 +108,6 @@ pub(super) fn resampler_lateness(from: f64, to: f64) -> Result<usize> {
     Ok(worst.ceil().max(0.0) as usize)
 }
 
-/// How late a whole chain's output comes, in host frames: the most any output frame has to
-/// wait after the input frame at its own time has gone in, fed one frame at a time for half
-/// a second (every converter's and the stage's cycle repeats well within that). A frame's
-/// release depends only on how many frames have gone in, never on how they were split into
-/// blocks, so this is the lateness for every block size.
 /// Host frames after which the inline chain's timing repeats: its converters take pieces of
 /// [`LIVE_CHUNK`] frames on both sides and the model releases whole steps of `model_step`
 /// samples, so when output comes out follows a pattern that repeats once all of them line up
@@ -135,6 +130,13 @@ fn chain_period(host_rate: f64, model_rate: f64, model_step: usize) -> Option<us
     Some(per_host * repeats)
 }
 
+/// How late a whole chain's output comes, in host frames: the most any output frame has to
+/// wait after the input frame at its own time has gone in, fed one frame at a time over two
+/// whole periods of its pattern ([`chain_period`]). A frame's release depends only on how many
+/// frames have gone in, never on how they were split into blocks, so this is the lateness for
+/// every block size. It is measured rather than added up from the parts: each converter's and
+/// the model's worst waits do not fall on the same frames, and their sum overstates it (510
+/// against 460 frames at 48 kHz, 10.6 against 9.6 ms).
 pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Result<usize> {
     // A quarter second for the chain to settle, then two whole periods of its pattern (2 s
     // where it has none).
