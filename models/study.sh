@@ -129,9 +129,12 @@ rows+=(
 # decoder already map waveforms to features and back), `s19-r128-scratch` from the codec
 # initialisation. The 256 x 6 line is the shipped restore file's history (sessions 12-15).
 s19r="--task restore --channels 128 --layers 6 --seconds 2 --batch 4 --stft-loss 0.02 --compressed-loss 1.0 --lr 5e-4 --lr-end 5e-5 --warmup 200 --steps 16000 --valid-every 1000"
+# `s19-r128-l1` (started an hour into the session, in the slot `s19-r128-scratch` had held
+# until its step 6,000) is `s19-r128` on the paper's loss alone, the waveform L1.
 rows+=(
   [s19-r128]="$s19r --init models/wavecrn-denoise.onnx"
   [s19-r128-scratch]="$s19r"
+  [s19-r128-l1]="${s19r/ --stft-loss 0.02 --compressed-loss 1.0/} --init models/wavecrn-denoise.onnx"
 )
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
