@@ -90,7 +90,11 @@ impl Chain {
 /// How late a converter's output comes, in its input samples: the most any output sample has
 /// to wait after the input sample at its own time has gone in, fed one sample at a time.
 pub(super) fn resampler_lateness(from: f64, to: f64) -> Result<usize> {
-    let mut r = StreamResampler::new(from, to, 1)?;
+    let r = StreamResampler::new(from, to, 1)?;
+    Ok(converter_lateness(r, from, to)?.ceil().max(0.0) as usize)
+}
+
+fn converter_lateness(mut r: StreamResampler, from: f64, to: f64) -> Result<f64> {
     let ratio = to / from;
     let mut out = vec![Vec::new()];
     let mut worst = 0.0f64;
@@ -105,7 +109,7 @@ pub(super) fn resampler_lateness(from: f64, to: f64) -> Result<usize> {
         }
         produced = now;
     }
-    Ok(worst.ceil().max(0.0) as usize)
+    Ok(worst)
 }
 
 /// Host frames after which the inline chain's timing repeats: its converters take pieces of
@@ -170,6 +174,48 @@ pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The inline chain's measured lateness is at most what its parts' own add up to (each
+    /// converter's, measured alone, and the model's lag), and less: their worst waits do not
+    /// fall on the same frames. Prints both (`cargo test -p wavecrn-engine --release --lib
+    /// inline_lateness -- --nocapture`).
+    #[test]
+    fn inline_lateness_is_within_the_sum_of_its_parts() {
+        for rate in [8_000.0, 11_025.0, 22_050.0, 44_100.0, 48_000.0, 96_000.0] {
+            let stage = || {
+                Box::new(
+                    crate::stream::CausalStage::from_onnx(crate::shipped::DENOISE_CAUSAL, 1)
+                        .unwrap(),
+                )
+            };
+            let lag = stage().lag() as f64;
+            let spec = ChainSpec {
+                host_rate: rate,
+                model_rate: 16_000.0,
+                channels: 1,
+                live: true,
+            };
+            let measured = chain_lateness(stage(), spec).unwrap();
+            let live = |from, to| StreamResampler::low_latency(from, to, 1).unwrap();
+            let down = converter_lateness(live(rate, 16_000.0), rate, 16_000.0).unwrap();
+            let up = converter_lateness(live(16_000.0, rate), 16_000.0, rate).unwrap();
+            let sum = down + (lag + up) * rate / 16_000.0;
+            eprintln!(
+                "{rate} Hz: measured {measured} frames ({:.1} ms); parts: down {down:.1}, model \
+                 {lag} at 16 kHz, up {up:.1} at 16 kHz, sum {sum:.1} frames ({:.1} ms)",
+                measured as f64 / rate * 1000.0,
+                sum / rate * 1000.0
+            );
+            assert!(
+                measured as f64 <= sum.ceil(),
+                "{rate} Hz: {measured} > {sum}"
+            );
+            assert!(
+                measured as f64 >= lag * rate / 16_000.0,
+                "{rate} Hz: under the model's lag"
+            );
+        }
+    }
 
     #[test]
     fn the_chain_period_is_where_pieces_and_steps_line_up_again() {
