@@ -142,6 +142,32 @@ fn chain_period(host_rate: f64, model_rate: f64, model_step: usize) -> Option<us
 /// the model's worst waits do not fall on the same frames, and their sum overstates it (510
 /// against 460 frames at 48 kHz, 10.6 against 9.6 ms).
 pub(super) fn chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Result<usize> {
+    // Measuring runs the model over seconds of silence, most of what making a stream costs,
+    // and hosts activate often. What it finds depends only on the rates, the converters and
+    // the stage's lag, so it is remembered for those.
+    type Key = (u64, u64, bool, usize);
+    static MEASURED: std::sync::Mutex<Vec<(Key, usize)>> = std::sync::Mutex::new(Vec::new());
+    let key = (
+        spec.host_rate.to_bits(),
+        spec.model_rate.to_bits(),
+        spec.live,
+        stage.lag(),
+    );
+    let known = MEASURED
+        .lock()
+        .ok()
+        .and_then(|m| m.iter().find(|(k, _)| *k == key).map(|(_, v)| *v));
+    if let Some(lateness) = known {
+        return Ok(lateness);
+    }
+    let lateness = measure_chain_lateness(stage, spec)?;
+    if let Ok(mut m) = MEASURED.lock() {
+        m.push((key, lateness));
+    }
+    Ok(lateness)
+}
+
+fn measure_chain_lateness(stage: Box<dyn ModelStage>, spec: ChainSpec) -> Result<usize> {
     // A quarter second for the chain to settle, then two whole periods of its pattern (2 s
     // where it has none).
     let period = chain_period(spec.host_rate, spec.model_rate, stage.lag());
