@@ -58,7 +58,7 @@ rows+=(
   [s11-comp-aug]="$s11 --compressed-loss 1.0 --eq 0.3 --reverb 0.1 --second-noise 0.2 --speech-shaped 0.1 --snr -5 20"
 )
 eleventh=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
-  --threads 1 --cpu-minutes 125)
+  --threads 1 --cpu-minutes 140)
 # Session 12 rows (issue 26): from the Quality file shipped at that session's start (commit
 # 3c043b8, the end of s11-comp-aug), its recipe on a fresh data seed, 10,000 steps, a warm
 # restart to 2e-4 and a half cosine to 2e-5. `s12-restore` (issue 24) takes the other slot:
@@ -136,10 +136,31 @@ rows+=(
   [s19-r128-scratch]="$s19r"
   [s19-r128-l1]="${s19r/ --stft-loss 0.02 --compressed-loss 1.0/} --init models/wavecrn-denoise.onnx"
 )
+# Session 20 rows (issue 24): the runs folder of session 19 was lost with its machine, so
+# `s19-r128` runs again from its start (its curve to step 7,000 is in docs/experiments);
+# `s20-restore` takes the other slot: the shipped restore file (256 x 6, `s14-restore` step
+# 4,000, as of commit b6eed60) on 4 s crops (batch 2: the same audio per step; the crop-length
+# axis of the study), a warm restart to 2e-4 and a half cosine to 2e-5 over 8,000 steps.
+rows+=(
+  [s20-restore]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 4 --batch 2 --stft-loss 0.02 --compressed-loss 1.0 --lr 2e-4 --lr-end 2e-5 --warmup 100 --steps 8000 --valid-every 500"
+)
+# The session was cut off at 18:37 and went on at 20:10 (the runs folder kept): `s20-restore`
+# resumed, and `s20-restore-8s` took the slot `s19-r128` had held (that row's rerun had reached
+# step 16,000 at PESQ 1.615, below the shipped 256 x 6 file). It continues the file
+# `s20-restore` made at its step 4,000 (commit 97e14df) on 8 s crops, batch 1 (the same audio
+# per step again), 1e-4 -> 1e-5 over 6,000 steps.
+rows+=(
+  [s20-restore-8s]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 8 --batch 1 --stft-loss 0.02 --compressed-loss 1.0 --lr 1e-4 --lr-end 1e-5 --warmup 100 --steps 6000 --valid-every 500"
+  # The learning-rate axis from the same file, in the slot `s20-restore` left at its end
+  # (step 8,000 at 20:37): the 4 s crops again, 5e-5 -> 5e-6 over 5,000 steps.
+  [s20-restore-lr]="--task restore --channels 256 --layers 6 --init models/wavecrn-restore.onnx --seconds 4 --batch 2 --stft-loss 0.02 --compressed-loss 1.0 --lr 5e-5 --lr-end 5e-6 --warmup 100 --steps 5000 --valid-every 500"
+)
 twelfth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 110)
 fourteenth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
   --threads 1 --cpu-minutes 130)
+twentieth=(--speech ../shared/data/speech/train --noise ../shared/data/noise/train
+  --threads 1 --cpu-minutes 140)
 if [ $# -eq 0 ]; then
   for r in "${!rows[@]}"; do echo "$r: ${rows[$r]}"; done
   exit 0
@@ -160,6 +181,9 @@ for row in "$@"; do
   [[ $row == s11-* ]] && budget=("${eleventh[@]}")
   [[ $row == s12-* ]] && budget=("${twelfth[@]}")
   [[ $row == s14-* || $row == s15-* || $row == s16-* || $row == s17-* || $row == s18-* || $row == s19-* ]] && budget=("${fourteenth[@]}")
+  [[ $row == s20-* ]] && budget=("${twentieth[@]}")
+  # Started later in its session: the budget that lets it end before the session does.
+  [[ $row == s20-restore-8s || $row == s20-restore-lr ]] && budget=("${twentieth[@]/140/125}")
   nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done

@@ -104,7 +104,7 @@ pub fn run(a: Args) -> Result<()> {
     pairs.truncate(a.limit);
     let dir = crate::root().join("target/upper-band");
     std::fs::create_dir_all(&dir)?;
-    let model = (*models.bidirectional).clone();
+    let wavecrn = super::bench_process::wavecrn_binary()?;
 
     let mut totals: Vec<LongTermSpectrum> =
         (0..4).map(|_| LongTermSpectrum::new(RATE as u32)).collect();
@@ -113,7 +113,7 @@ pub fn run(a: Args) -> Result<()> {
     let (mut worst_gap, mut worst_over) = (0.0f64, f64::NEG_INFINITY);
     let mut apart = Vec::new();
     for (k, pair) in pairs.iter().enumerate() {
-        let r = render(&a, &models, &model, pair, k as u64, &dir)?;
+        let r = render(&a, &models, &wavecrn, pair, k as u64, &dir)?;
         for (t, s) in totals.iter_mut().zip(&r.spectra) {
             t.power.iter_mut().zip(&s.power).for_each(|(a, b)| *a += b);
         }
@@ -191,7 +191,7 @@ pub fn run(a: Args) -> Result<()> {
 fn render(
     a: &Args,
     models: &StreamModels,
-    model: &wavecrn_engine::Model,
+    wavecrn: &std::path::Path,
     pair: &validation::Pair,
     seed: u64,
     dir: &std::path::Path,
@@ -231,7 +231,14 @@ fn render(
         w.write_sample(*v)?;
     }
     w.finalize()?;
-    wavecrn_cli::pipeline::denoise_file(model, &inp, &out, false)?;
+    let st = std::process::Command::new(wavecrn)
+        .args(["denoise", "--quiet", "--force", "--model"])
+        .arg(crate::root().join("models/wavecrn-denoise.onnx"))
+        .arg(&inp)
+        .arg("-o")
+        .arg(&out)
+        .status()?;
+    anyhow::ensure!(st.success(), "wavecrn denoise failed on {}", inp.display());
     let file: Vec<f32> = hound::WavReader::open(&out)?
         .samples::<f32>()
         .collect::<Result<_, _>>()?;

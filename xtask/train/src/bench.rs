@@ -66,8 +66,41 @@ pub fn bench(steps: u64) -> Result<()> {
         Kernel::best(),
         scalar / fast
     );
+    let (shared, alone) = time_spectral_terms(&x, &y);
+    println!(
+        "spectral loss terms (--stft-loss and --compressed-loss, forward+backward on this batch): {:.0} ms from shared spectra, {:.0} ms with each term taking its own STFTs",
+        shared * 1e3,
+        alone * 1e3
+    );
     println!("train-throughput: {:.2} audio-s/s", audio / secs);
     Ok(())
+}
+
+/// Seconds for the two spectral loss terms with their gradient: as the trainer computes them
+/// (one STFT of each signal per resolution) and each from its own STFTs.
+fn time_spectral_terms(x: &Tensor, y: &Tensor) -> (f64, f64) {
+    use crate::loss::{compressed_spectrum, loss, multi_resolution_stft, Weights};
+    let w = Weights {
+        stft: 0.02,
+        compressed: 1.0,
+        ..Weights::default()
+    };
+    let time = |terms: &dyn Fn(&Tensor) -> Tensor| {
+        let repeats = 5;
+        let started = Instant::now();
+        for _ in 0..repeats {
+            let output = x.copy().set_requires_grad(true);
+            terms(&output).backward();
+        }
+        started.elapsed().as_secs_f64() / repeats as f64
+    };
+    let shared = time(&|o| loss(o, y, w));
+    let alone = time(&|o| {
+        (o - y).abs().mean(tch::Kind::Float)
+            + multi_resolution_stft(o, y) * w.stft
+            + compressed_spectrum(o, y) * w.compressed
+    });
+    (shared, alone)
 }
 
 /// Seconds for one bidirectional layer's recurrence forward and backward on random values.

@@ -23,17 +23,19 @@ pub struct Weights {
     pub compressed: f64,
 }
 
-/// `mean |output - target|`, plus the weighted optional terms.
+/// `mean |output - target|`, plus the weighted optional terms. The two spectral terms share
+/// one STFT of each signal per resolution (the STFTs and their gradients are most of their cost).
 pub fn loss(output: &Tensor, target: &Tensor, w: Weights) -> Tensor {
     let mut total = (output - target).abs().mean(Kind::Float);
+    let spectra = (w.stft != 0.0 || w.compressed != 0.0).then(|| Spectra::of(output, target));
     if w.stft != 0.0 {
-        total += multi_resolution_stft(output, target) * w.stft;
+        total += spectra.as_ref().unwrap().stft_term() * w.stft;
     }
     if w.si_sdr != 0.0 {
         total -= si_sdr_db(output, target).mean(Kind::Float) * w.si_sdr;
     }
     if w.compressed != 0.0 {
-        total += compressed_spectrum(output, target) * w.compressed;
+        total += spectra.as_ref().unwrap().compressed_term() * w.compressed;
     }
     total
 }
@@ -73,62 +75,83 @@ fn spectrum(x: &Tensor, n_fft: i64, hop: i64) -> Tensor {
     )
 }
 
+/// The complex spectra of an output and its target at each of the [`RESOLUTIONS`], which both
+/// spectral terms are computed from.
+struct Spectra {
+    /// `(output, target)` per resolution.
+    pairs: Vec<(Tensor, Tensor)>,
+}
+
 /// How far under an example's mean bin power its magnitudes are floored (-50 dB): the
 /// floor follows each example's level, so neither a quiet example nor the silent stretches of
 /// a loud one weigh on the log distance more than what can be heard.
 const RELATIVE_FLOOR: f64 = 1e-5;
-
-/// Magnitudes of `output` and `target`, both floored at the target's [`RELATIVE_FLOOR`].
-fn floored_magnitudes(output: &Tensor, target: &Tensor, n_fft: i64, hop: i64) -> (Tensor, Tensor) {
-    let (y, t) = (
-        spectrum(output, n_fft, hop).abs().square(),
-        spectrum(target, n_fft, hop).abs().square(),
-    );
-    let floor = t.mean_dim([-2, -1].as_slice(), true, Kind::Float) * RELATIVE_FLOOR + 1e-12;
-    ((y + &floor).sqrt(), (t + &floor).sqrt())
-}
-
-/// The mean over resolutions of spectral convergence plus mean log-magnitude L1, for
-/// signals shaped `[batch, 1, samples]` or `[batch, samples]`.
-pub fn multi_resolution_stft(output: &Tensor, target: &Tensor) -> Tensor {
-    let mut total = Tensor::zeros([], (Kind::Float, output.device()));
-    for (n_fft, hop) in RESOLUTIONS {
-        let (y, t) = floored_magnitudes(output, target, n_fft, hop);
-        let convergence = (&t - &y).square().sum(Kind::Float).sqrt()
-            / (t.square().sum(Kind::Float).sqrt() + 1e-7);
-        let log_distance = (t.log() - y.log()).abs().mean(Kind::Float);
-        total += convergence + log_distance;
-    }
-    total / RESOLUTIONS.len() as f64
-}
 
 /// The power the compressed term raises magnitudes to.
 const COMPRESSION: f64 = 0.3;
 /// The compressed term's share on the magnitudes; the rest goes to the complex spectra.
 const MAGNITUDE_SHARE: f64 = 0.7;
 
+impl Spectra {
+    fn of(output: &Tensor, target: &Tensor) -> Spectra {
+        let pairs = RESOLUTIONS
+            .iter()
+            .map(|&(n_fft, hop)| (spectrum(output, n_fft, hop), spectrum(target, n_fft, hop)))
+            .collect();
+        Spectra { pairs }
+    }
+
+    /// See [`multi_resolution_stft`].
+    fn stft_term(&self) -> Tensor {
+        let mut total = Tensor::zeros([], (Kind::Float, self.pairs[0].0.device()));
+        for (output, target) in &self.pairs {
+            // Magnitudes of both, floored at the target's [`RELATIVE_FLOOR`].
+            let (y, t) = (output.abs().square(), target.abs().square());
+            let floor = t.mean_dim([-2, -1].as_slice(), true, Kind::Float) * RELATIVE_FLOOR + 1e-12;
+            let (y, t) = ((y + &floor).sqrt(), (t + &floor).sqrt());
+            let convergence = (&t - &y).square().sum(Kind::Float).sqrt()
+                / (t.square().sum(Kind::Float).sqrt() + 1e-7);
+            let log_distance = (t.log() - y.log()).abs().mean(Kind::Float);
+            total += convergence + log_distance;
+        }
+        total / self.pairs.len() as f64
+    }
+
+    /// See [`compressed_spectrum`].
+    fn compressed_term(&self) -> Tensor {
+        let mut total = Tensor::zeros([], (Kind::Float, self.pairs[0].0.device()));
+        let compress = |x: &Tensor| {
+            let complex = Tensor::view_as_real(x);
+            // A tiny floor keeps the gradient of |X|^0.3 finite at silent bins.
+            let magnitude =
+                (complex.square().sum_dim_intlist(-1, true, Kind::Float) + 1e-10).sqrt();
+            let compressed = magnitude.pow_tensor_scalar(COMPRESSION);
+            let phase_kept = &complex * &compressed / &magnitude;
+            (compressed, phase_kept)
+        };
+        for (output, target) in &self.pairs {
+            let (ym, yc) = compress(output);
+            let (tm, tc) = compress(target);
+            let magnitude = (ym - tm).square().mean(Kind::Float);
+            let complex = (yc - tc).square().mean(Kind::Float);
+            total += magnitude * MAGNITUDE_SHARE + complex * (1.0 - MAGNITUDE_SHARE);
+        }
+        total / self.pairs.len() as f64
+    }
+}
+
+/// The mean over resolutions of spectral convergence plus mean log-magnitude L1, for
+/// signals shaped `[batch, 1, samples]` or `[batch, samples]`.
+pub fn multi_resolution_stft(output: &Tensor, target: &Tensor) -> Tensor {
+    Spectra::of(output, target).stft_term()
+}
+
 /// Squared error of power-law compressed spectra, averaged over the resolutions: `0.7 x`
 /// that of the magnitudes `|X|^0.3` plus `0.3 x` that of the complex spectra
 /// `X |X|^(0.3 - 1)` (the compressed magnitude with the phase), for signals shaped
 /// `[batch, 1, samples]` or `[batch, samples]`.
 pub fn compressed_spectrum(output: &Tensor, target: &Tensor) -> Tensor {
-    let mut total = Tensor::zeros([], (Kind::Float, output.device()));
-    let compress = |x: &Tensor, n_fft, hop| {
-        let complex = Tensor::view_as_real(&spectrum(x, n_fft, hop));
-        // A tiny floor keeps the gradient of |X|^0.3 finite at silent bins.
-        let magnitude = (complex.square().sum_dim_intlist(-1, true, Kind::Float) + 1e-10).sqrt();
-        let compressed = magnitude.pow_tensor_scalar(COMPRESSION);
-        let phase_kept = &complex * &compressed / &magnitude;
-        (compressed, phase_kept)
-    };
-    for (n_fft, hop) in RESOLUTIONS {
-        let (ym, yc) = compress(output, n_fft, hop);
-        let (tm, tc) = compress(target, n_fft, hop);
-        let magnitude = (ym - tm).square().mean(Kind::Float);
-        let complex = (yc - tc).square().mean(Kind::Float);
-        total += magnitude * MAGNITUDE_SHARE + complex * (1.0 - MAGNITUDE_SHARE);
-    }
-    total / RESOLUTIONS.len() as f64
+    Spectra::of(output, target).compressed_term()
 }
 
 #[cfg(test)]
@@ -185,6 +208,33 @@ mod tests {
         let far = f64::try_from(loss(&(&t * 3.0), &t, w)).unwrap();
         let near = f64::try_from(loss(&(&t * 1.1), &t, w)).unwrap();
         assert!(near < far);
+    }
+
+    /// Sharing the spectra changes nothing: the loss with every term is the sum of the terms
+    /// computed one by one, and so is its gradient.
+    #[test]
+    fn the_shared_spectra_give_the_terms_computed_alone() {
+        let t = Tensor::randn([2, 1, 4000], (Kind::Float, tch::Device::Cpu)) * 0.1;
+        let noise = Tensor::randn([2, 1, 4000], (Kind::Float, tch::Device::Cpu)) * 0.03;
+        let w = Weights {
+            stft: 0.02,
+            si_sdr: 0.002,
+            compressed: 1.0,
+        };
+        let mut y = (&t + &noise).set_requires_grad(true);
+        let shared = loss(&y, &t, w);
+        shared.backward();
+        let shared_grad = y.grad().copy();
+        y.zero_grad();
+        let alone = (&y - &t).abs().mean(Kind::Float) + multi_resolution_stft(&y, &t) * w.stft
+            - si_sdr_db(&y, &t).mean(Kind::Float) * w.si_sdr
+            + compressed_spectrum(&y, &t) * w.compressed;
+        alone.backward();
+        let gap = f64::try_from((&shared - &alone).abs()).unwrap();
+        assert!(gap < 1e-6, "{gap}");
+        let grad_gap = f64::try_from((shared_grad - y.grad()).abs().max()).unwrap();
+        let grad_scale = f64::try_from(y.grad().abs().max()).unwrap();
+        assert!(grad_gap < 1e-4 * grad_scale, "{grad_gap} of {grad_scale}");
     }
 
     #[test]
