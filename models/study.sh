@@ -184,7 +184,11 @@ for row in "$@"; do
   [[ $row == s20-* ]] && budget=("${twentieth[@]}")
   # Started later in its session: the budget that lets it end before the session does.
   [[ $row == s20-restore-8s || $row == s20-restore-lr ]] && budget=("${twentieth[@]/140/125}")
-  nice -n 10 "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
+  # Where the kernel groups processes by session (autogroups), `nice` orders them only inside
+  # their own group: each run gets a session of its own, niced as a whole, so that builds and
+  # tests still go first.
+  setsid bash -c '{ echo 10 > /proc/self/autogroup; } 2>/dev/null; exec nice -n 10 "$@"' run \
+    "$trainer" train "${budget[@]}" ${rows[$row]} --run-dir "$dir" "${resume[@]}" \
     > "runs/study/$row.log" 2>&1 &
 done
 wait
