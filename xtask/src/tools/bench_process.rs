@@ -60,25 +60,10 @@ fn write_wav(path: &Path, seconds: f64, samples: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// Builds the release `wavecrn` command line and returns its path: the tools that measure
-/// what a user runs call it as a user does.
-pub fn wavecrn_binary() -> Result<std::path::PathBuf> {
-    let root = crate::root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--quiet", "--release", "-p", "wavecrn-cli"])
-        .status()?;
-    if !st.success() {
-        bail!("cannot build wavecrn");
-    }
-    Ok(root.join("target/release/wavecrn"))
-}
-
 /// The row: `onnx` is the paper configuration's graph, `audio` at least `seconds` of 16 kHz
 /// samples.
 pub fn run(onnx: &[u8], audio: &[f32], seconds: f64, python: Option<&Path>) -> Result<()> {
-    let wavecrn = wavecrn_binary()?;
+    let wavecrn = super::wavecrn_binary()?;
     let dir = std::env::temp_dir().join(format!("wavecrn-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (model, input, output) = (

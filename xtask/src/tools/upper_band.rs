@@ -104,7 +104,7 @@ pub fn run(a: Args) -> Result<()> {
     pairs.truncate(a.limit);
     let dir = crate::root().join("target/upper-band");
     std::fs::create_dir_all(&dir)?;
-    let wavecrn = super::bench_process::wavecrn_binary()?;
+    let wavecrn = super::wavecrn_binary()?;
 
     let mut totals: Vec<LongTermSpectrum> =
         (0..4).map(|_| LongTermSpectrum::new(RATE as u32)).collect();
